@@ -1,0 +1,177 @@
+"""The configuration model (PROTOCOL §9.1): frozen attrs classes, one per TOML table.
+
+These classes are the single source of truth: loading validates against them
+(:mod:`aleph_trio._validation`), ``config.schema`` is generated from them, and ``config.get``
+serialises them. Field constraints live in ``Annotated[..., Meta(...)]``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import attrs
+from msgspec import Meta
+
+__all__ = [
+    "AgentConfig",
+    "AuthConfig",
+    "BrowserConfig",
+    "Config",
+    "CronConfig",
+    "EnvSecret",
+    "EventsConfig",
+    "LoggingConfig",
+    "McpConfig",
+    "McpServerConfig",
+    "ProviderConfig",
+    "RunsConfig",
+    "Secret",
+    "ServerConfig",
+    "SessionsConfig",
+]
+
+Level = Literal["debug", "info", "warning", "error", "critical"]
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(gt=0, le=86_400)]
+Count = Annotated[int, Meta(ge=1)]
+
+
+@attrs.frozen
+class EnvSecret:
+    """A secret read from an environment variable: ``api_key = {env = "OPENAI_API_KEY"}``."""
+
+    env: Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+
+#: A secret is given inline or as ``{env = "NAME"}``; ``config.get`` always shows ``"***"``.
+Secret = str | EnvSecret
+
+SECRET = {"secret": True}
+
+
+@attrs.frozen
+class ServerConfig:
+    """The WebSocket listener and per-connection limits."""
+
+    host: str = "127.0.0.1"
+    port: Port = 18790
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_in_flight: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    send_queue: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    ping_interval_s: Seconds = 20.0
+    ping_timeout_s: Seconds = 20.0
+    shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+
+
+@attrs.frozen
+class AuthConfig:
+    """Who may connect (PROTOCOL §4)."""
+
+    require_auth: bool = True
+    token: Secret | None = attrs.field(default=None, metadata=SECRET)
+    handshake_timeout_s: Seconds = 10.0
+    failures_per_minute: Annotated[int, Meta(ge=1, le=10_000)] = 20
+
+
+@attrs.frozen
+class EventsConfig:
+    """The event bus (PROTOCOL §6)."""
+
+    replay_buffer: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
+
+
+@attrs.frozen
+class RunsConfig:
+    """Agent runs (PROTOCOL §7)."""
+
+    max_concurrent: Count = 8
+    max_iterations: Count = 25
+    timeout_s: Annotated[float, Meta(gt=0)] = 900.0
+
+
+@attrs.frozen
+class SessionsConfig:
+    """Chat sessions (PROTOCOL §8)."""
+
+    compact_at_tokens: Count = 100_000
+    compact_keep: Annotated[int, Meta(ge=0)] = 4
+
+
+@attrs.frozen
+class ProviderConfig:
+    """An LLM provider: ``[providers.<name>]``."""
+
+    kind: Literal["openai", "anthropic", "ollama", "builtin"]
+    base_url: str | None = None
+    api_key: Secret | None = attrs.field(default=None, metadata=SECRET)
+    models: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class AgentConfig:
+    """An agent: ``[agents.<id>]``."""
+
+    name: str | None = None
+    description: str = ""
+    model: str | None = None
+    tools: tuple[str, ...] | None = None
+    system_prompt: str = ""
+    thinking: Literal["off", "minimal", "low", "medium", "high", "xhigh"] = "off"
+
+
+@attrs.frozen
+class CronConfig:
+    """The scheduler (PROTOCOL §12)."""
+
+    catch_up_grace_s: Annotated[float, Meta(ge=0)] = 3600.0
+    max_concurrent: Count = 4
+
+
+@attrs.frozen
+class BrowserConfig:
+    """The managed Chromium (PROTOCOL §13)."""
+
+    executable: str | None = None
+    headless: bool = True
+    allowed_schemes: tuple[str, ...] = ("http", "https", "about", "data")
+
+
+@attrs.frozen
+class McpServerConfig:
+    """An MCP server started over stdio: ``[mcp.servers.<name>]``."""
+
+    command: Annotated[str, Meta(min_length=1)]
+    args: tuple[str, ...] = ()
+    env: dict[str, Secret] = attrs.field(factory=dict, metadata=SECRET)
+    require_approval: bool | tuple[str, ...] = True
+
+
+@attrs.frozen
+class McpConfig:
+    servers: dict[str, McpServerConfig] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class LoggingConfig:
+    """Log levels: a default and per-component overrides (``components = { cron = "debug" }``)."""
+
+    level: Level = "info"
+    components: dict[str, Level] = attrs.Factory(dict)
+
+
+@attrs.frozen
+class Config:
+    """The whole configuration file."""
+
+    server: ServerConfig = ServerConfig()
+    auth: AuthConfig = AuthConfig()
+    events: EventsConfig = EventsConfig()
+    runs: RunsConfig = RunsConfig()
+    sessions: SessionsConfig = SessionsConfig()
+    providers: dict[str, ProviderConfig] = attrs.Factory(dict)
+    agents: dict[str, AgentConfig] = attrs.Factory(dict)
+    cron: CronConfig = CronConfig()
+    browser: BrowserConfig = BrowserConfig()
+    mcp: McpConfig = McpConfig()
+    logging: LoggingConfig = LoggingConfig()

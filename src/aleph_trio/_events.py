@@ -1,0 +1,242 @@
+"""The event bus (PROTOCOL §6): one gateway-wide ``seq``, a replay ring, per-subscriber delivery.
+
+Services call :meth:`EventBus.publish`; it is synchronous, so an event is numbered, stored and
+offered to every subscriber in one step and no subscriber can see events out of order. The bus
+knows nothing about sockets: a :class:`Subscriber` is handed a ``deliver`` callback that must not
+block and answers ``False`` when the subscriber's bounded queue is full. Such a subscriber is
+removed and told through ``on_overflow`` (the connection closes as a slow consumer and the client
+resumes by ``since_seq``); events are never dropped silently.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, final
+
+import attrs
+
+from ._clock import now_ts
+from ._topics import TopicPattern
+from .protocol import encode_notification
+
+__all__ = ["Event", "EventBus", "EventBusStatistics", "ReplayLost", "Subscriber"]
+
+#: Topics only owners may see, whatever their patterns say (PROTOCOL §6.2).
+OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
+
+
+@attrs.frozen(eq=False)
+class Event:
+    """One published event; ``frame`` is its encoded ``event`` notification, built once."""
+
+    topic: str
+    seq: int
+    ts: str
+    data: Mapping[str, Any]
+    run_id: str | None
+    principal_id: str | None
+    frame: bytes
+
+    @property
+    def owner_only(self) -> bool:
+        return self.topic.startswith(OWNER_ONLY_PREFIXES)
+
+
+class ReplayLost(Exception):
+    """Events a paused subscriber still needed left the ring before they could be sent."""
+
+
+@final
+@attrs.define(eq=False)
+class Subscriber:
+    """One consumer's view of the bus: its patterns, its runs, its visibility and its sink."""
+
+    id: int
+    deliver: Callable[[Event], bool]
+    on_overflow: Callable[[], None]
+    may_see: Callable[[Event], bool]
+    patterns: dict[str, TopicPattern] = attrs.Factory(dict)
+    owned_runs: set[str] = attrs.Factory(set)
+    follow_logs: bool = False
+    considered_upto: int = 0
+    paused: bool = False
+    closed: bool = False
+
+    def wants(self, event: Event) -> bool:
+        if not self.may_see(event):
+            return False
+        if event.topic == "logs.entry":
+            return self.follow_logs
+        if event.run_id is not None and event.run_id in self.owned_runs:
+            return True
+        return any(p.matches(event.topic) for p in self.patterns.values())
+
+
+@attrs.frozen
+class EventBusStatistics:
+    seq: int
+    subscribers: int
+    buffered: int
+    oldest_buffered_seq: int | None
+    overflows: int
+
+
+@attrs.frozen
+class ReplayOutcome:
+    replayed: int
+    gap: bool
+
+
+@final
+@attrs.define(eq=False)
+class EventBus:
+    """Numbering, storing and fanning out events. Create one per gateway."""
+
+    replay_buffer: int = 10_000
+    boot_id: str = attrs.Factory(lambda: uuid.uuid4().hex)
+    _seq: int = 0
+    _evicted_upto: int = 0
+    _ring: collections.deque[Event] = attrs.field(init=False)
+    _subscribers: dict[int, Subscriber] = attrs.Factory(dict)
+    _ids: Iterable[int] = attrs.Factory(lambda: itertools.count(1))
+    _overflows: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self._ring = collections.deque(maxlen=max(1, self.replay_buffer))
+
+    @property
+    def seq(self) -> int:
+        """The sequence number of the newest event (0 before the first)."""
+        return self._seq
+
+    def resize(self, replay_buffer: int) -> None:
+        """Apply a new ``events.replay_buffer``, keeping the newest events."""
+        self.replay_buffer = replay_buffer
+        ring = collections.deque(self._ring, maxlen=max(1, replay_buffer))
+        if len(ring) < len(self._ring):
+            self._evicted_upto = self._ring[len(self._ring) - len(ring) - 1].seq
+        self._ring = ring
+
+    def publish(
+        self,
+        topic: str,
+        data: Mapping[str, Any],
+        *,
+        run_id: str | None = None,
+        principal_id: str | None = None,
+    ) -> Event:
+        """Number, store and offer an event; returns it. Never blocks."""
+        self._seq += 1
+        seq = self._seq
+        ts = now_ts()
+        frame = encode_notification(
+            "event", {"topic": topic, "seq": seq, "ts": ts, "data": data}
+        )
+        event = Event(topic, seq, ts, data, run_id, principal_id, frame)
+        if len(self._ring) == self._ring.maxlen:
+            self._evicted_upto = self._ring[0].seq
+        self._ring.append(event)
+        overflowed: list[Subscriber] = []
+        for sub in self._subscribers.values():
+            if sub.paused:
+                continue
+            sub.considered_upto = seq
+            if sub.wants(event) and not sub.deliver(event):
+                overflowed.append(sub)
+        for sub in overflowed:
+            self._overflow(sub)
+        return event
+
+    def subscribe(
+        self,
+        deliver: Callable[[Event], bool],
+        *,
+        on_overflow: Callable[[], None],
+        may_see: Callable[[Event], bool] = lambda event: True,
+    ) -> Subscriber:
+        sub = Subscriber(next(self._ids), deliver, on_overflow, may_see)
+        sub.considered_upto = self._seq
+        self._subscribers[sub.id] = sub
+        return sub
+
+    def subscribers(self) -> Iterable[Subscriber]:
+        return self._subscribers.values()
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.closed = True
+        self._subscribers.pop(sub.id, None)
+
+    def _overflow(self, sub: Subscriber) -> None:
+        self._overflows += 1
+        self.unsubscribe(sub)
+        sub.on_overflow()
+
+    def check_since(self, since_seq: int) -> None:
+        if since_seq > self._seq:
+            raise ValueError(f"since_seq {since_seq} is ahead of the event head {self._seq}")
+
+    async def add_patterns(
+        self,
+        sub: Subscriber,
+        patterns: Iterable[TopicPattern],
+        *,
+        since_seq: int | None = None,
+        send: Callable[[Event], Awaitable[None]] | None = None,
+    ) -> ReplayOutcome:
+        """Add patterns to ``sub``; with ``since_seq``, first replay buffered events through ``send``.
+
+        While replaying, live delivery to ``sub`` is paused and everything it needs is taken from
+        the ring instead, so the subscriber sees one strictly increasing sequence with nothing
+        missing or doubled. Raises :class:`ReplayLost` when the ring moved on faster than
+        ``send`` could go (the caller treats the subscriber as a slow consumer).
+        """
+        added = [p for p in patterns if p.text not in sub.patterns]
+        if since_seq is None or send is None:
+            for p in added:
+                sub.patterns[p.text] = p
+            return ReplayOutcome(0, gap=False)
+        self.check_since(since_seq)
+        old = Subscriber(0, sub.deliver, sub.on_overflow, sub.may_see)
+        old.patterns = dict(sub.patterns)
+        old.owned_runs = sub.owned_runs
+        old.follow_logs = sub.follow_logs
+        for p in added:
+            sub.patterns[p.text] = p
+        gap = since_seq < self._evicted_upto
+        live_from = sub.considered_upto  # later events were never offered to ``sub``
+        last = since_seq
+        replayed = 0
+        sub.paused = True
+        try:
+            while True:
+                if self._evicted_upto > max(last, live_from):
+                    raise ReplayLost("the replay could not keep up with new events")
+                batch = [
+                    e
+                    for e in self._ring
+                    if e.seq > last
+                    and (sub.wants(e) if e.seq > live_from else sub.wants(e) and not old.wants(e))
+                ]
+                scanned_to = self._seq
+                if not batch:
+                    sub.considered_upto = scanned_to
+                    return ReplayOutcome(replayed, gap)
+                for event in batch:
+                    if sub.closed:
+                        return ReplayOutcome(replayed, gap)
+                    await send(event)
+                    replayed += 1
+                last = scanned_to
+        finally:
+            sub.paused = False
+
+    def replay_window(self) -> tuple[int | None, int]:
+        """(oldest buffered seq, head)."""
+        return (self._ring[0].seq if self._ring else None, self._seq)
+
+    def statistics(self) -> EventBusStatistics:
+        oldest, head = self.replay_window()
+        return EventBusStatistics(head, len(self._subscribers), len(self._ring), oldest, self._overflows)

@@ -1,0 +1,258 @@
+"""The Gateway object: owns the services, serves sockets, and hands out in-process clients.
+
+::
+
+    async with open_gateway(config) as gateway:
+        port = await nursery.start(gateway.serve, "127.0.0.1", 0)
+        async with gateway.connect() as client:
+            await client.call("health")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, final
+
+import attrs
+import platformdirs
+import trio
+
+from ._auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
+from ._clock import now_ts
+from ._config import Config
+from ._config_file import LoadedConfig, default_config_path, load_config, resolve_secret
+from ._config_service import ConfigService
+from ._events import EventBus
+from ._logs import ROOT, LogRing, apply_levels, component_logger
+from ._services import ServiceRegistry
+from .rpc import build_registry
+from .server import serve_listeners, serve_stream
+
+if TYPE_CHECKING:
+    from ._config_file import ConfigError as ConfigError
+    from .client import Client
+    from .rpc import Registry
+    from .server import Connection
+
+__all__ = ["Gateway", "GatewayStatistics", "open_gateway", "serve_gateway"]
+
+log = component_logger("gateway")
+
+
+@attrs.frozen
+class GatewayStatistics:
+    uptime_s: float
+    connections: int
+    seq: int
+    subscribers: int
+    services: dict[str, str]
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("aleph_trio", appauthor=False))
+
+
+@final
+class Gateway:
+    """A running gateway. Create it with :func:`open_gateway`."""
+
+    def __init__(
+        self,
+        *,
+        loaded: LoadedConfig,
+        data_dir: Path,
+        owner_token: str,
+        token_source: str,
+        nursery: trio.Nursery,
+        log_ring: LogRing,
+    ) -> None:
+        self.data_dir = data_dir
+        self.token_source = token_source
+        self.bus = EventBus(replay_buffer=loaded.config.events.replay_buffer)
+        self.settings = ConfigService(loaded, self.bus)
+        self.auth = Authenticator.for_token(owner_token)
+        self._owner_token = owner_token
+        self.failures = FailureLimiter(limit=loaded.config.auth.failures_per_minute)
+        self.registry: Registry = build_registry()
+        self.services = ServiceRegistry(self.bus)
+        self.logs = log_ring
+        self.connections: dict[str, Connection] = {}
+        self._nursery = nursery
+        self._started = time.monotonic()
+        self.settings.on_change(self._apply_config)
+
+    @property
+    def config(self) -> Config:
+        """The configuration in force right now."""
+        return self.settings.config
+
+    @property
+    def owner_token(self) -> str:
+        return self._owner_token
+
+    @property
+    def uptime_s(self) -> float:
+        return time.monotonic() - self._started
+
+    def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
+        apply_levels(new.logging.level, dict(new.logging.components))
+        if new.events.replay_buffer != old.events.replay_buffer:
+            self.bus.resize(new.events.replay_buffer)
+        self.failures.limit = new.auth.failures_per_minute
+        token = resolve_secret(new.auth.token)
+        if token and token != self._owner_token:
+            self._owner_token = token
+            self.auth.set_owner_token(token)
+
+    @contextlib.contextmanager
+    def track(self, connection: Connection) -> Iterator[None]:
+        self.connections[connection.connection_id] = connection
+        try:
+            yield
+        finally:
+            self.connections.pop(connection.connection_id, None)
+
+    async def serve(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Listen for WebSockets until cancelled; reports the bound port through ``task_status``.
+
+        Cancelling it is a graceful stop: accepting stops, every client is sent close 1001.
+        """
+        server = self.config.server
+        host = server.host if host is None else host
+        port = server.port if port is None else port
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()[1]
+        log.info("listening on ws://%s:%d", host, bound)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve_listeners, self, listeners)
+            task_status.started(bound)
+
+    async def serve_stream(self, stream: trio.abc.Stream) -> None:
+        """Serve one already-accepted byte stream (a socket, a pipe) as a WebSocket connection."""
+        await serve_stream(self, stream)
+
+    @contextlib.asynccontextmanager
+    async def connect(
+        self, *, token: str | None = None, client_id: str | None = None, authenticate: bool = True
+    ) -> AsyncIterator[Client]:
+        """An in-process client, through the same connection code as a socket.
+
+        By default it authenticates as the owner (``token`` overrides which token it presents).
+        """
+        from .client import open_stream_client
+
+        a, b = trio.socket.socketpair()
+        client_stream, server_stream = trio.SocketStream(a), trio.SocketStream(b)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.serve_stream, server_stream)
+            async with open_stream_client(client_stream) as client:
+                if authenticate:
+                    await client.authenticate(self._owner_token if token is None else token, client_id)
+                yield client
+            nursery.cancel_scope.deadline = trio.current_time() + 5
+
+    def statistics(self) -> GatewayStatistics:
+        bus = self.bus.statistics()
+        return GatewayStatistics(
+            uptime_s=self.uptime_s,
+            connections=len(self.connections),
+            seq=bus.seq,
+            subscribers=bus.subscribers,
+            services=self.services.statuses(),
+        )
+
+
+def _owner_token(config: Config, data_dir: Path) -> tuple[str, str]:
+    token = resolve_secret(config.auth.token)
+    if token:
+        return token, "the config file (auth.token)"
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env, f"the environment variable {TOKEN_ENV}"
+    token, path = load_or_create_token(data_dir)
+    return token, str(path)
+
+
+@contextlib.asynccontextmanager
+async def open_gateway(
+    config: Config | LoadedConfig | None = None,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    watch_config: bool = True,
+) -> AsyncIterator[Gateway]:
+    """Open a gateway: load config, prepare the data dir and token, start the services.
+
+    ``config`` may be a :class:`Config` (used as is, nothing to reload), or ``None`` to read
+    ``config_path`` (default: ``$ALEPH_TRIO_CONFIG`` or the user config dir), which is then
+    watched for changes.
+    """
+    if isinstance(config, LoadedConfig):
+        loaded = config
+    elif isinstance(config, Config):
+        loaded = LoadedConfig(config, "embedded", now_ts(), None)
+    else:
+        loaded = await trio.to_thread.run_sync(load_config, default_config_path(config_path))
+    directory = Path(data_dir) if data_dir is not None else default_data_dir()
+    await trio.to_thread.run_sync(lambda: directory.mkdir(mode=0o700, parents=True, exist_ok=True))
+    token, token_source = await trio.to_thread.run_sync(_owner_token, loaded.config, directory)
+
+    ring = LogRing()
+    root_logger = logging.getLogger(ROOT)
+    root_logger.addHandler(ring)
+    apply_levels(loaded.config.logging.level, dict(loaded.config.logging.components))
+    try:
+        async with trio.open_nursery() as nursery:
+            gateway = Gateway(
+                loaded=loaded,
+                data_dir=directory,
+                owner_token=token,
+                token_source=token_source,
+                nursery=nursery,
+                log_ring=ring,
+            )
+            _follow_logs(gateway, ring)
+            if watch_config and loaded.path is not None:
+                await gateway.services.start(nursery, "config_watcher", gateway.settings.serve_watcher)
+            try:
+                yield gateway
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        ring.listener = None
+        root_logger.removeHandler(ring)
+
+
+def _follow_logs(gateway: Gateway, ring: LogRing) -> None:
+    token = trio.lowlevel.current_trio_token()
+
+    def publish(entry: dict[str, object]) -> None:
+        if any(sub.follow_logs for sub in gateway.bus.subscribers()):
+            gateway.bus.publish("logs.entry", entry)
+
+    ring.schedule = token.run_sync_soon
+    ring.listener = publish
+
+
+async def serve_gateway(
+    config: Config | LoadedConfig | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Open a gateway and serve it until cancelled: ``port = await nursery.start(serve_gateway, cfg)``."""
+    async with open_gateway(config, data_dir=data_dir) as gateway:
+        await gateway.serve(host, port, task_status=task_status)

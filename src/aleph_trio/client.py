@@ -1,0 +1,263 @@
+"""A small Trio client for the gateway: calls, notifications, events, and resume after reconnect.
+
+::
+
+    async with open_client("ws://127.0.0.1:18790", token=token) as client:
+        print(await client.call("health"))
+        await client.subscribe(["agent.*"])
+        async for event in client.events():
+            print(event.topic, event.data)
+
+With ``reconnect=True`` a dropped connection is re-established with backoff; the client
+authenticates again and re-subscribes with ``since_seq`` so no event is lost or doubled. If the
+gateway restarted (new ``boot_id``) or events were lost from its buffer, a synthetic event with
+topic ``client.resync`` tells the application to reload its state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+from collections.abc import AsyncIterator
+from typing import Any, final
+
+import attrs
+import msgspec
+import trio
+import trio_websocket
+
+from .protocol import AlephError, error_from_object
+
+__all__ = ["Client", "ClientEvent", "ConnectionLost", "open_client", "open_stream_client"]
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder()
+
+
+class ConnectionLost(Exception):
+    """The connection went away before the answer arrived."""
+
+
+@attrs.frozen
+class ClientEvent:
+    topic: str
+    seq: int | None
+    ts: str | None
+    data: dict[str, Any]
+
+
+@final
+class Client:
+    """JSON-RPC over one (re)connectable WebSocket. Create with :func:`open_client`."""
+
+    def __init__(self, *, event_buffer: int = 10_000) -> None:
+        self._ws: trio_websocket.WebSocketConnection | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._events_send, self._events_recv = trio.open_memory_channel[ClientEvent](event_buffer)
+        self._connected = trio.Event()
+        self.boot_id: str | None = None
+        self.last_seq: int | None = None
+        self.patterns: list[str] = []
+        self.session: dict[str, Any] | None = None
+        self._token: str | None = None
+        self._client_id: str | None = None
+
+    # -- calls -------------------------------------------------------------------------------
+
+    async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = math.inf) -> Any:
+        """Call ``method`` and return its result; an error answer raises :class:`AlephError`."""
+        with trio.fail_after(timeout):
+            await self._connected.wait()
+            ws = self._ws
+            assert ws is not None
+            request_id = next(self._ids)
+            send, recv = trio.open_memory_channel[dict[str, Any]](1)
+            self._pending[request_id] = send
+            try:
+                message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+                if params is not None:
+                    message["params"] = params
+                try:
+                    await ws.send_message(_encoder.encode(message).decode())
+                except trio_websocket.ConnectionClosed:
+                    raise ConnectionLost(f"connection closed while sending {method}") from None
+                try:
+                    reply = await recv.receive()
+                except trio.EndOfChannel:
+                    raise ConnectionLost(f"connection closed before {method} was answered") from None
+            finally:
+                self._pending.pop(request_id, None)
+        if "error" in reply:
+            raise error_from_object(reply["error"])
+        return reply.get("result")
+
+    async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
+        """Send a notification (no answer will come)."""
+        await self._connected.wait()
+        assert self._ws is not None
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self._ws.send_message(_encoder.encode(message).decode())
+
+    async def send_raw(self, text: str | bytes) -> None:
+        """Send a frame as is (for tests and tools)."""
+        await self._connected.wait()
+        assert self._ws is not None
+        await self._ws.send_message(text)
+
+    async def authenticate(self, token: str | None, client_id: str | None = None) -> dict[str, Any]:
+        """Call ``connect``; the token is kept to authenticate again after a reconnect."""
+        self._token, self._client_id = token, client_id
+        params: dict[str, Any] = {"token": token or ""}
+        if client_id is not None:
+            params["client_id"] = client_id
+        result: dict[str, Any] = await self.call("connect", params)
+        self.session = result
+        if self.boot_id is None:
+            self.boot_id = result["boot_id"]
+        return result
+
+    async def subscribe(self, patterns: list[str], *, since_seq: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"patterns": patterns}
+        if since_seq is not None:
+            params["since_seq"] = since_seq
+        result: dict[str, Any] = await self.call("events.subscribe", params)
+        self.patterns = list(result["active_patterns"])
+        return result
+
+    # -- events ------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        """Events as they arrive (the buffer is bounded: a client that stops reading stalls)."""
+        async for event in self._events_recv:
+            yield event
+
+    async def next_event(self, *, timeout: float = math.inf) -> ClientEvent:
+        with trio.fail_after(timeout):
+            return await self._events_recv.receive()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Read one connection until it closes; then fail the calls still waiting on it."""
+        self._ws = ws
+        self._connected.set()
+        try:
+            while True:
+                try:
+                    text = await ws.get_message()
+                except trio_websocket.ConnectionClosed:
+                    return
+                await self._dispatch(_decoder.decode(text))
+        finally:
+            self._connected = trio.Event()
+            self._ws = None
+            for send in list(self._pending.values()):
+                send.close()
+
+    async def _dispatch(self, doc: Any) -> None:
+        if isinstance(doc, list):
+            for item in doc:
+                await self._dispatch(item)
+            return
+        if not isinstance(doc, dict):
+            return
+        if "id" in doc:
+            waiter = self._pending.get(doc["id"]) if isinstance(doc["id"], int) else None
+            if waiter is not None:
+                waiter.send_nowait(doc)
+            return
+        if doc.get("method") == "event" and isinstance(doc.get("params"), dict):
+            params = doc["params"]
+            seq = params.get("seq")
+            if isinstance(seq, int):
+                self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
+            await self._events_send.send(
+                ClientEvent(params.get("topic", ""), seq, params.get("ts"), params.get("data") or {})
+            )
+
+    async def _resume(self) -> None:
+        """After a reconnect: authenticate again and resubscribe from the last seen event."""
+        result = await self.authenticate(self._token, self._client_id)
+        restarted = result["boot_id"] != self.boot_id
+        self.boot_id = result["boot_id"]
+        if not self.patterns:
+            return
+        since = None if restarted or self.last_seq is None else self.last_seq
+        reply = await self.subscribe(self.patterns, since_seq=since)
+        if restarted or reply.get("gap"):
+            self.last_seq = None if restarted else self.last_seq
+            reason = "gateway restarted" if restarted else "events were lost from the replay buffer"
+            await self._events_send.send(ClientEvent("client.resync", None, None, {"reason": reason}))
+
+
+@contextlib.asynccontextmanager
+async def open_stream_client(stream: trio.abc.Stream, *, host: str = "localhost") -> AsyncIterator[Client]:
+    """A client over an already-connected byte stream (used by ``Gateway.connect``)."""
+    client = Client()
+    async with trio.open_nursery() as nursery:
+        ws = await trio_websocket.wrap_client_stream(nursery, stream, host, "/", max_message_size=64 * 1024 * 1024)
+        nursery.start_soon(client._serve, ws)
+        try:
+            yield client
+        finally:
+            await ws.aclose()
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    url: str,
+    *,
+    token: str | None = None,
+    client_id: str | None = None,
+    reconnect: bool = False,
+    max_backoff_s: float = 5.0,
+) -> AsyncIterator[Client]:
+    """Connect to ``url``; authenticates with ``token`` when one is given (or ``""`` is needed)."""
+    client = Client()
+    client._token, client._client_id = token, client_id
+
+    async def connect_once() -> trio_websocket.WebSocketConnection:
+        return await trio_websocket.connect_websocket_url(nursery, url, max_message_size=64 * 1024 * 1024)
+
+    async def keep_connected(ws: trio_websocket.WebSocketConnection, *, task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        backoff = 0.1
+        while True:
+            await client._serve(ws)
+            if not reconnect:
+                return
+            while True:
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, max_backoff_s)
+                try:
+                    ws = await connect_once()
+                except (OSError, trio_websocket.HandshakeError):
+                    continue
+                break
+            backoff = 0.1
+            nursery.start_soon(_resume_quietly, client)
+
+    async with trio.open_nursery() as nursery:
+        ws = await connect_once()
+        await nursery.start(keep_connected, ws)
+        if token is not None:
+            await client.authenticate(token, client_id)
+        try:
+            yield client
+        finally:
+            nursery.cancel_scope.cancel()
+            if client._ws is not None:
+                with trio.CancelScope(shield=True), trio.move_on_after(1):
+                    await client._ws.aclose()
+
+
+async def _resume_quietly(client: Client) -> None:
+    try:
+        await client._resume()
+    except (ConnectionLost, AlephError):
+        pass  # the next reconnect tries again

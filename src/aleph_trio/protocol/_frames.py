@@ -1,0 +1,153 @@
+"""Sans-IO JSON-RPC 2.0 framing: text in, items out; results in, bytes out.
+
+``parse_message`` turns one WebSocket text message into a :class:`Message`: a list of items
+(:class:`Request`, :class:`Notification` or :class:`Invalid`) and whether it was a batch. The
+``encode_*`` functions build the bytes of responses and notifications. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import msgspec
+
+from ._errors import AlephError, InvalidParams, InvalidRequest, ParseError
+
+__all__ = [
+    "Dropped",
+    "Id",
+    "Invalid",
+    "Item",
+    "Message",
+    "Notification",
+    "Request",
+    "encode_batch",
+    "encode_error",
+    "encode_notification",
+    "encode_result",
+    "parse_message",
+]
+
+Id = str | int | None
+
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+@attrs.frozen
+class Request:
+    """A call that expects exactly one response."""
+
+    id: Id
+    method: str
+    params: dict[str, Any] | None
+
+
+@attrs.frozen
+class Notification:
+    """A call that is executed and never answered."""
+
+    method: str
+    params: dict[str, Any] | None
+
+
+@attrs.frozen
+class Invalid:
+    """Something that must be answered with ``error`` (and never executed)."""
+
+    id: Id
+    error: AlephError
+
+
+@attrs.frozen
+class Dropped:
+    """A notification that cannot be executed (bad params); there is nobody to tell."""
+
+    method: str
+    reason: str
+
+
+Item = Request | Notification | Invalid | Dropped
+
+
+@attrs.frozen
+class Message:
+    items: list[Item]
+    batch: bool
+
+
+def parse_message(text: str | bytes) -> Message:
+    """Parse one frame. Never raises: every problem becomes an :class:`Invalid` item."""
+    try:
+        doc = _decoder.decode(text)
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        return Message([Invalid(None, ParseError(f"Parse error: {_short(exc)}"))], batch=False)
+    except RecursionError:
+        return Message([Invalid(None, ParseError("Parse error: nesting too deep"))], batch=False)
+    if isinstance(doc, list):
+        if not doc:
+            return Message([Invalid(None, InvalidRequest("Invalid request: empty batch"))], False)
+        return Message([parse_item(element) for element in doc], batch=True)
+    return Message([parse_item(doc)], batch=False)
+
+
+def parse_item(doc: object) -> Item:
+    """Classify one decoded JSON value as a request, a notification or an invalid item."""
+    if not isinstance(doc, dict):
+        return _invalid("a request must be a JSON object")
+    if doc.get("jsonrpc") != "2.0":
+        return _invalid('"jsonrpc" must be exactly "2.0"')
+    method = doc.get("method")
+    if not isinstance(method, str) or not method:
+        return _invalid('"method" must be a non-empty string')
+    has_id = "id" in doc
+    id_ = doc.get("id")
+    if has_id and not (id_ is None or isinstance(id_, str) or _is_int(id_)):
+        return _invalid('"id" must be a string, an integer or null')
+    for key in doc:
+        if key not in _MEMBERS:
+            return _invalid(f"unknown member {key!r}")
+    params = doc.get("params")
+    if "params" in doc and not isinstance(params, dict):
+        if isinstance(params, list):
+            if not has_id:
+                # Never answered, not even to say its params are wrong; never executed either.
+                return Dropped(method, "params must be an object")
+            return Invalid(id_, InvalidParams("Invalid params: params must be an object"))
+        return _invalid('"params" must be an object when present')
+    if has_id:
+        return Request(id_, method, params)
+    return Notification(method, params)
+
+
+_MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _invalid(why: str) -> Invalid:
+    return Invalid(None, InvalidRequest(f"Invalid request: {why}"))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text[:200] if text else type(exc).__name__
+
+
+def encode_result(id_: Id, result: object) -> bytes:
+    return _encoder.encode({"jsonrpc": "2.0", "id": id_, "result": result})
+
+
+def encode_error(id_: Id, error: AlephError) -> bytes:
+    return _encoder.encode({"jsonrpc": "2.0", "id": id_, "error": error.to_object()})
+
+
+def encode_notification(method: str, params: object) -> bytes:
+    return _encoder.encode({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def encode_batch(parts: list[bytes]) -> bytes:
+    return b"[" + b",".join(parts) + b"]"

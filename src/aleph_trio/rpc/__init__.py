@@ -1,0 +1,12 @@
+"""The RPC layer: the method registry and one thin module per namespace."""
+
+from ._context import CallContext as CallContext, Peer as Peer
+from ._dispatch import dispatch as dispatch
+from ._registry import Method as Method, Namespace as Namespace, NoParams as NoParams, Registry as Registry
+
+
+def build_registry() -> Registry:
+    """A registry holding every built-in method."""
+    from . import auth, config, events, system
+
+    return Registry(auth.ns, system.ns, events.ns, config.ns)

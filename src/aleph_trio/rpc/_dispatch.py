@@ -1,0 +1,46 @@
+"""Run one call: role checks, params decoding, the handler, and the error boundary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._logs import component_logger
+from ..protocol import (
+    AlephError,
+    AuthRequired,
+    InternalError,
+    MethodNotFound,
+    PermissionDenied,
+)
+from ._context import CallContext
+from ._registry import Registry
+
+__all__ = ["dispatch"]
+
+log = component_logger("rpc")
+
+
+async def dispatch(
+    registry: Registry, ctx: CallContext, method_name: str, params: dict[str, Any] | None
+) -> object:
+    """The handler's result, or an :class:`AlephError` describing why there is none.
+
+    Anything other than an :class:`AlephError` escaping a handler is a bug: it is logged with its
+    traceback and answered with a plain -32603; the connection and the gateway carry on.
+    """
+    principal = ctx.peer.principal
+    method = registry.get(method_name)
+    if principal is None and (method is None or not method.pre_auth):
+        raise AuthRequired("Authentication required: call connect first")
+    if method is None:
+        raise MethodNotFound(method_name)
+    if principal is not None and not principal.may_call(method.name, owner_only=method.owner_only):
+        raise PermissionDenied(f"Permission denied: {method.name} is not allowed for this connection")
+    decoded = method.decode(params)
+    try:
+        return await method.handler(ctx, decoded)
+    except AlephError:
+        raise
+    except Exception:
+        log.exception("method %s failed", method.name)
+        raise InternalError(f"Internal error while running {method.name}") from None

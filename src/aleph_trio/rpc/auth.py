@@ -1,0 +1,67 @@
+"""``connect`` (PROTOCOL §4)."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import attrs
+import trio
+from msgspec import Meta
+
+from .._auth import OWNER
+from .._logs import component_logger
+from .._version import __version__
+from ..protocol import AuthFailed, RateLimited
+from ._context import CallContext
+from ._registry import Namespace
+
+ns = Namespace()
+log = component_logger("auth")
+
+PROTOCOL_VERSION = 1
+
+
+@attrs.frozen
+class ConnectParams:
+    token: Annotated[str, Meta(max_length=4096)] = ""
+    client_id: Annotated[str, Meta(max_length=256)] | None = None
+
+
+@ns.method(
+    "connect",
+    ConnectParams,
+    description="Authenticate this connection with the owner token or a guest invitation token.",
+    pre_auth=True,
+)
+async def connect(ctx: CallContext, params: ConnectParams) -> dict[str, Any]:
+    gateway = ctx.gateway
+    peer = ctx.peer
+    if not gateway.config.auth.require_auth:
+        principal = OWNER
+    else:
+        now = trio.current_time()
+        wait = gateway.failures.retry_after(peer.address, now)
+        if wait > 0:
+            raise RateLimited(
+                "Too many failed authentication attempts from this address; retry later",
+                retry_after_ms=math.ceil(wait * 1000),
+            )
+        found = gateway.auth.authenticate(params.token)
+        if found is None:
+            gateway.failures.record_failure(peer.address, now)
+            count = peer.note_auth_failure()
+            log.warning("failed connect from %s (%d on this connection)", peer.address, count)
+            raise AuthFailed("Authentication failed: the token is wrong, expired or revoked")
+        principal = found
+    peer.authenticate(principal, params.client_id)
+    return {
+        "authenticated": True,
+        "connection_id": peer.connection_id,
+        "client_id": params.client_id,
+        "role": principal.role,
+        "permissions": list(principal.permissions),
+        "server": {"name": "aleph_trio", "version": __version__, "protocol": PROTOCOL_VERSION},
+        "boot_id": gateway.bus.boot_id,
+        "seq": gateway.bus.seq,
+    }

@@ -1,0 +1,251 @@
+"""One client connection: a task group with a reader, a writer, a pinger and one task per request.
+
+Closing the socket cancels this connection's requests only; work that belongs to the gateway (agent
+runs, cron firings, wizards) lives in the gateway's own task groups.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, final
+
+import trio
+
+from .._auth import OWNER, Principal
+from .._events import Event, Subscriber
+from .._logs import component_logger
+from ..protocol import (
+    AlephError,
+    Dropped,
+    Invalid,
+    InvalidRequest,
+    Item,
+    Notification,
+    Request,
+    encode_batch,
+    encode_error,
+    encode_result,
+    parse_message,
+)
+from ..rpc import CallContext, dispatch
+from ._outbound import Outbound
+from ._websocket import TransportClosed, WebSocketTransport
+
+if TYPE_CHECKING:
+    from .._gateway import Gateway
+
+__all__ = ["Connection"]
+
+log = component_logger("server")
+
+#: Message size limit before the connection has authenticated (PROTOCOL §1).
+PRE_AUTH_MAX_MESSAGE = 64 * 1024
+MAX_AUTH_FAILURES = 5
+
+
+@final
+class Connection:
+    """Created by the listener (or ``Gateway.connect``) for each accepted WebSocket."""
+
+    def __init__(self, gateway: Gateway, transport: WebSocketTransport, *, address: str) -> None:
+        server = gateway.config.server
+        self._gateway = gateway
+        self._transport = transport
+        self._address = address
+        self._id = "conn_" + uuid.uuid4().hex[:12]
+        self._principal: Principal | None = None
+        self._client_id: str | None = None
+        self._auth_failures = 0
+        self._authenticated = trio.Event()
+        self._close_code: tuple[int, str] | None = None
+        self._close_after_reply: tuple[int, str] | None = None
+        self._cancel_scope = trio.CancelScope()
+        self._in_flight = trio.Semaphore(server.max_in_flight)
+        self._outbound = Outbound(transport, server.send_queue, self._transport_broken)
+        self._subscriber = gateway.bus.subscribe(
+            self._offer_event, on_overflow=self._slow_consumer, may_see=self._may_see
+        )
+        transport.max_message_size = PRE_AUTH_MAX_MESSAGE
+        self.requests_handled = 0
+
+    # -- the Peer interface handlers see ----------------------------------------------------
+
+    @property
+    def connection_id(self) -> str:
+        return self._id
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def principal(self) -> Principal | None:
+        return self._principal
+
+    @property
+    def client_id(self) -> str | None:
+        return self._client_id
+
+    @property
+    def subscriber(self) -> Subscriber:
+        return self._subscriber
+
+    def authenticate(self, principal: Principal, client_id: str | None) -> None:
+        self._principal = principal
+        self._client_id = client_id
+        self._transport.max_message_size = self._gateway.config.server.max_message_bytes
+        self._authenticated.set()
+
+    def note_auth_failure(self) -> int:
+        self._auth_failures += 1
+        if self._auth_failures >= MAX_AUTH_FAILURES:
+            self._close_after_reply = (1008, "too many failed authentication attempts")
+        return self._auth_failures
+
+    async def send_event(self, event: Event) -> None:
+        await self._outbound.send(event.frame)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def close_soon(self, code: int, reason: str) -> None:
+        """Close this connection with ``code``: its requests are cancelled, the socket closed."""
+        if self._close_code is None:
+            self._close_code = (code, reason)
+        self._cancel_scope.cancel()
+
+    async def run(self) -> None:
+        gateway = self._gateway
+        if not gateway.config.auth.require_auth:
+            self.authenticate(OWNER, None)
+        try:
+            with self._cancel_scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._outbound.serve_writer)
+                    nursery.start_soon(self._serve_pings)
+                    if self._principal is None:
+                        nursery.start_soon(self._watch_handshake)
+                    await self._read_loop(nursery)
+                    nursery.cancel_scope.cancel()
+        finally:
+            gateway.bus.unsubscribe(self._subscriber)
+            code, reason = self._close_code or (1000, "")
+            if code != 1000:
+                log.info("closing %s (%s): %d %s", self._id, self._address, code, reason)
+            with trio.CancelScope(shield=True), trio.move_on_after(3.0):
+                await self._transport.aclose(code, reason)
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        while True:
+            try:
+                message = await self._transport.receive_message()
+            except TransportClosed as exc:
+                if self._close_code is None and exc.code in (1009, 1002, 1007):
+                    self._close_code = (exc.code, exc.reason)
+                return
+            try:
+                self._in_flight.acquire_nowait()
+            except trio.WouldBlock:
+                await self._in_flight.acquire()
+            nursery.start_soon(self._handle_message, message)
+
+    async def _handle_message(self, message: str | bytes) -> None:
+        try:
+            if isinstance(message, bytes):
+                error = InvalidRequest("Invalid request: binary frames are not supported")
+                await self._outbound.send(encode_error(None, error))
+                return
+            parsed = parse_message(message)
+            if not parsed.batch:
+                reply = await self._handle_item(parsed.items[0])
+                if reply is not None:
+                    await self._outbound.send(reply)
+            else:
+                replies: list[bytes] = []
+
+                async def run_item(item: Item) -> None:
+                    reply = await self._handle_item(item)
+                    if reply is not None:
+                        replies.append(reply)
+
+                async with trio.open_nursery() as batch:
+                    for item in parsed.items:
+                        batch.start_soon(run_item, item)
+                if replies:
+                    await self._outbound.send(encode_batch(replies))
+            if self._close_after_reply is not None:
+                self.close_soon(*self._close_after_reply)
+        finally:
+            self._in_flight.release()
+            self.requests_handled += 1
+
+    async def _handle_item(self, item: Item) -> bytes | None:
+        if isinstance(item, Invalid):
+            return encode_error(item.id, item.error)
+        if isinstance(item, Dropped):
+            return None
+        ctx = CallContext(self._gateway, self)
+        try:
+            result = await dispatch(self._gateway.registry, ctx, item.method, item.params)
+        except AlephError as error:
+            if isinstance(item, Request):
+                return encode_error(item.id, error)
+            return None
+        if isinstance(item, Notification):
+            return None
+        return encode_result(item.id, result)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def _may_see(self, event: Event) -> bool:
+        principal = self._principal
+        if principal is None:
+            return False
+        if principal.role == "owner":
+            return True
+        return not event.owner_only and event.principal_id == principal.principal_id
+
+    def _offer_event(self, event: Event) -> bool:
+        return self._outbound.offer(event.frame)
+
+    def _slow_consumer(self) -> None:
+        self.close_soon(1008, "slow consumer: resume with events.subscribe since_seq")
+
+    def _transport_broken(self, exc: TransportClosed) -> None:
+        self.close_soon(exc.code, exc.reason)
+
+    # -- timers ------------------------------------------------------------------------------
+
+    async def _watch_handshake(self) -> None:
+        timeout = self._gateway.config.auth.handshake_timeout_s
+        with trio.move_on_after(timeout):
+            await self._authenticated.wait()
+            return
+        self.close_soon(1008, "authentication timeout")
+
+    async def _serve_pings(self) -> None:
+        while True:
+            server = self._gateway.config.server
+            await trio.sleep(server.ping_interval_s)
+            try:
+                pong = await self._transport.ping()
+            except TransportClosed:
+                return
+            with trio.move_on_after(server.ping_timeout_s):
+                await pong.wait()
+                continue
+            self.close_soon(1011, "ping timeout")
+            return
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "connection_id": self._id,
+            "address": self._address,
+            "role": self._principal.role if self._principal else None,
+            "queued_frames": len(self._outbound),
+            "frames_sent": self._outbound.frames_sent,
+            "requests_handled": self.requests_handled,
+            "in_flight": self._gateway.config.server.max_in_flight - self._in_flight.value,
+            "patterns": sorted(self._subscriber.patterns),
+        }
+
+

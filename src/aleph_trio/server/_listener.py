@@ -1,0 +1,85 @@
+"""Accepting WebSockets: TCP listeners, the HTTP upgrade (path and Origin checks), hand-off."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import trio
+
+from .._logs import component_logger
+from ._connection import Connection
+from ._websocket import WebSocketTransport
+
+if TYPE_CHECKING:
+    from .._gateway import Gateway
+
+__all__ = ["WS_PATHS", "origin_allowed", "serve_stream"]
+
+log = component_logger("server")
+
+WS_PATHS = frozenset({"/", "/ws"})
+UPGRADE_TIMEOUT_S = 10.0
+
+
+def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+    """Browsers send ``Origin``; it must be listed (``"*"`` allows any). Others send none."""
+    if origin is None:
+        return True
+    return "*" in allowed or origin in allowed
+
+
+def _address(stream: trio.abc.Stream) -> str:
+    socket = getattr(stream, "socket", None)
+    if socket is None:
+        return "in-process"
+    try:
+        peer = socket.getpeername()
+    except OSError:
+        return "unknown"
+    if isinstance(peer, tuple):
+        return str(peer[0])
+    return str(peer) or "local"
+
+
+async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
+    """Speak WebSocket on ``stream`` and run a :class:`Connection` on it until it closes."""
+    config = gateway.config
+    transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
+    try:
+        with trio.move_on_after(UPGRADE_TIMEOUT_S):
+            request = await transport.receive_handshake()
+            if request is None:
+                return
+            if request.path not in WS_PATHS:
+                await transport.reject(404, "Not found: the WebSocket endpoint is / or /ws\n")
+                return
+            if not origin_allowed(request.origin, config.server.allowed_origins):
+                await transport.reject(403, "Forbidden: origin not allowed\n")
+                return
+            await transport.accept()
+        if request is None or not transport.is_open:
+            return
+        connection = Connection(gateway, transport, address=_address(stream))
+        with gateway.track(connection):
+            await connection.run()
+    finally:
+        await transport.abort()
+
+
+async def serve_listeners(
+    gateway: Gateway,
+    listeners: list[trio.SocketListener],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept on every listener until cancelled; each connection runs in the gateway's nursery."""
+
+    async def handle(stream: trio.SocketStream) -> None:
+        try:
+            await serve_stream(gateway, stream)
+        except Exception:
+            # One broken connection must not take the listener down with it.
+            log.exception("connection handler crashed")
+
+    await trio.serve_listeners(handle, listeners, task_status=task_status)

@@ -1,0 +1,94 @@
+"""The bounded outbound queue of one connection (PROTOCOL §5).
+
+Every frame to a client goes through here. Responses wait for room (back-pressure to their
+handler); events never wait: an event that finds the queue full makes ``offer`` answer ``False``
+and the connection closes as a slow consumer. Frames waiting together leave in one write.
+
+Writing is combined: the task that queues a response writes the queue out itself when nobody is
+writing, which saves a scheduler pass per reply; anything left after one round, and every event,
+is written by the connection's writer task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, final
+
+import trio
+
+from ._websocket import TransportClosed
+
+if TYPE_CHECKING:
+    from ._websocket import WebSocketTransport
+
+__all__ = ["Outbound"]
+
+
+@final
+class Outbound:
+    def __init__(
+        self,
+        transport: WebSocketTransport,
+        capacity: int,
+        on_broken: Callable[[TransportClosed], None],
+    ) -> None:
+        self._transport = transport
+        self.capacity = capacity
+        self._on_broken = on_broken
+        self._frames: list[bytes] = []
+        self._room = trio.lowlevel.ParkingLot()
+        self._wake = trio.Event()
+        self._flushing = False
+        self._broken = False
+        self.frames_sent = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    async def send(self, frame: bytes) -> None:
+        """Queue a frame, waiting while the queue is full, and write it out if nobody is writing."""
+        while len(self._frames) >= self.capacity and not self._broken:
+            await self._room.park()
+        if self._broken:
+            return
+        self._frames.append(frame)
+        await self._flush(rounds=1)
+
+    def offer(self, frame: bytes) -> bool:
+        """Queue a frame without waiting; ``False`` when the queue is full."""
+        if self._broken:
+            return True  # the connection is going away; nothing more will be written
+        if len(self._frames) >= self.capacity:
+            return False
+        self._frames.append(frame)
+        self._wake.set()
+        return True
+
+    async def serve_writer(self) -> None:
+        """The connection's writer task: writes whatever ``offer`` queued or a round left."""
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self._flush(rounds=None)
+
+    async def _flush(self, *, rounds: int | None) -> None:
+        if self._flushing or self._broken:
+            return
+        self._flushing = True
+        done = 0
+        try:
+            while self._frames and (rounds is None or done < rounds):
+                batch, self._frames = self._frames, []
+                self._room.unpark_all()
+                await self._transport.send_frames(batch)
+                self.frames_sent += len(batch)
+                done += 1
+        except TransportClosed as exc:
+            self._broken = True
+            self._frames.clear()
+            self._room.unpark_all()
+            self._on_broken(exc)
+        finally:
+            self._flushing = False
+        if self._frames:
+            self._wake.set()

@@ -1,0 +1,250 @@
+"""A lean server-side WebSocket over any Trio stream, driven through wsproto.
+
+This is the transport interface the connection code uses and nothing more: accept or refuse the
+upgrade, receive one whole message, send a batch of text frames in one write, ping, close with a
+code. Outgoing text frames are framed here from bytes the JSON encoder already produced (server
+frames are never masked), so a reply costs one encode and one ``send_all`` however many frames
+are waiting.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from typing import final
+
+import attrs
+import trio
+import wsproto
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+__all__ = ["HandshakeRequest", "TransportClosed", "WebSocketTransport"]
+
+RECEIVE_CHUNK = 65536
+SEND_TIMEOUT_S = 10.0
+
+
+class TransportClosed(Exception):
+    """The WebSocket is closed; ``code`` is the close code that applies (1006: no close frame)."""
+
+    def __init__(self, code: int, reason: str = "") -> None:
+        super().__init__(f"websocket closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
+
+
+@attrs.frozen
+class HandshakeRequest:
+    path: str
+    origin: str | None
+    host: str
+
+
+def _frame_header(opcode: int, length: int) -> bytes:
+    if length < 126:
+        return bytes((0x80 | opcode, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x80 | opcode, 126, length)
+    return struct.pack("!BBQ", 0x80 | opcode, 127, length)
+
+
+@final
+class WebSocketTransport:
+    """Server side of one WebSocket. One task receives; any task may send (sends are serialised)."""
+
+    def __init__(self, stream: trio.abc.Stream, *, max_message_size: int) -> None:
+        self._stream = stream
+        self._ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        self._send_lock = trio.StrictFIFOLock()
+        self.max_message_size = max_message_size
+        self._parts: list[str | bytes] = []
+        self._size = 0
+        self._pong = trio.Event()
+        self._closed: TransportClosed | None = None
+        self._stream_closed = False
+
+    @property
+    def is_open(self) -> bool:
+        return self._closed is None and self._ws.state == ConnectionState.OPEN
+
+    # -- handshake ----------------------------------------------------------------------------
+
+    async def receive_handshake(self) -> HandshakeRequest | None:
+        """Read the HTTP upgrade request; ``None`` if the peer went away or spoke nonsense."""
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, Request):
+                    origin = None
+                    for name, value in event.extra_headers:
+                        if name.lower() == b"origin":
+                            origin = value.decode("latin-1")
+                    return HandshakeRequest(event.target.split("?", 1)[0], origin, event.host)
+            if not await self._receive_into_wsproto():
+                return None
+
+    async def accept(self) -> None:
+        await self._send_raw(self._ws.send(AcceptConnection()))
+
+    async def reject(self, status: int, body: str) -> None:
+        payload = body.encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(payload)).encode())]
+        data = self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
+        data += self._ws.send(RejectData(data=payload, body_finished=True))
+        await self._send_raw(data)
+        await self.abort()
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def receive_message(self) -> str | bytes:
+        """The next whole message. Raises :class:`TransportClosed` once the socket is closed."""
+        while True:
+            if self._closed is not None:
+                raise self._closed
+            for event in self._ws.events():
+                message = await self._handle(event)
+                if message is not None:
+                    return message
+                if self._closed is not None:
+                    raise self._closed
+            if not await self._receive_into_wsproto():
+                self._closed = self._closed or TransportClosed(1006, "connection lost")
+
+    async def _handle(self, event: object) -> str | bytes | None:
+        if isinstance(event, Message):
+            self._size += len(event.data)
+            if self._size > self.max_message_size:
+                limit = self.max_message_size
+                await self.close(1009, f"message larger than {limit} bytes")
+                return None
+            self._parts.append(event.data)
+            if not event.message_finished:
+                return None
+            parts, self._parts, self._size = self._parts, [], 0
+            if isinstance(event, TextMessage):
+                return "".join(parts)  # type: ignore[arg-type]
+            assert isinstance(event, BytesMessage)
+            return b"".join(parts)  # type: ignore[arg-type]
+        if isinstance(event, Ping):
+            await self._send_raw(self._ws.send(event.response()))
+        elif isinstance(event, Pong):
+            self._pong.set()
+        elif isinstance(event, CloseConnection):
+            self._closed = TransportClosed(event.code, event.reason or "")
+            if self._ws.state == ConnectionState.REMOTE_CLOSING:
+                await self._send_raw(self._ws.send(event.response()))
+            await self.abort()
+        return None
+
+    async def _receive_into_wsproto(self) -> bool:
+        try:
+            data = await self._stream.receive_some(RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            await self.abort()
+            return False
+        try:
+            self._ws.receive_data(data)
+        except RemoteProtocolError as exc:
+            code = 1002
+            if isinstance(exc.event_hint, CloseConnection):
+                code = exc.event_hint.code
+            if exc.event_hint is not None:
+                try:
+                    await self._send_raw(self._ws.send(exc.event_hint))
+                except Exception:  # the peer is already misbehaving; closing is all we can do
+                    pass
+            self._closed = TransportClosed(code, str(exc))
+            await self.abort()
+            return False
+        return True
+
+    # -- sending ------------------------------------------------------------------------------
+
+    async def send_frames(self, frames: Sequence[bytes]) -> None:
+        """Send each item (UTF-8 JSON) as one text frame, all in one write."""
+        if self._closed is not None or self._ws.state != ConnectionState.OPEN:
+            raise self._closed or TransportClosed(1006, "not open")
+        if len(frames) == 1:
+            frame = frames[0]
+            await self._send_raw(_frame_header(0x1, len(frame)) + frame)
+            return
+        out = bytearray()
+        for frame in frames:
+            out += _frame_header(0x1, len(frame))
+            out += frame
+        await self._send_raw(bytes(out))
+
+    async def ping(self) -> trio.Event:
+        """Send a ping; the returned event is set when a pong arrives."""
+        self._pong = trio.Event()
+        await self._send_raw(self._ws.send(Ping(payload=os.urandom(4))))
+        return self._pong
+
+    async def close(self, code: int, reason: str = "") -> None:
+        """Send a close frame (once) and give the peer a moment to answer it."""
+        if self._ws.state == ConnectionState.OPEN:
+            try:
+                await self._send_raw(self._ws.send(CloseConnection(code=code, reason=reason)))
+            except TransportClosed:
+                pass
+        self._closed = self._closed or TransportClosed(code, reason)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close politely: close frame, wait briefly for the peer's, then close the stream."""
+        await self.close(code, reason)
+        with trio.move_on_after(2.0):
+            while self._ws.state == ConnectionState.LOCAL_CLOSING and not self._stream_closed:
+                try:
+                    data = await self._stream.receive_some(RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    break
+                if not data:
+                    break
+                try:
+                    self._ws.receive_data(data)
+                except RemoteProtocolError:
+                    break
+                for _ in self._ws.events():
+                    pass
+        await self.abort()
+
+    async def abort(self) -> None:
+        if not self._stream_closed:
+            self._stream_closed = True
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+
+    async def _send_raw(self, data: bytes) -> None:
+        if not data:
+            return
+        async with self._send_lock:
+            if self._stream_closed:
+                raise self._closed or TransportClosed(1006, "connection lost")
+            # A write cut in half would corrupt the stream: finish it, but never wait forever.
+            with trio.CancelScope(shield=True) as scope:
+                scope.deadline = trio.current_time() + SEND_TIMEOUT_S
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self._closed = self._closed or TransportClosed(1006, "connection lost")
+                    self._stream_closed = True
+                    raise self._closed from None
+            if scope.cancelled_caught:
+                self._closed = self._closed or TransportClosed(1006, "send timed out")
+                await self.abort()
+                raise self._closed
