@@ -63,6 +63,7 @@ class Client:
         self.session: dict[str, Any] | None = None
         self._token: str | None = None
         self._client_id: str | None = None
+        self._closing = False
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -229,7 +230,7 @@ async def open_client(
         backoff = 0.1
         while True:
             await client._serve(ws)
-            if not reconnect:
+            if not reconnect or client._closing:
                 return
             while True:
                 await trio.sleep(backoff)
@@ -250,10 +251,11 @@ async def open_client(
         try:
             yield client
         finally:
-            nursery.cancel_scope.cancel()
+            client._closing = True
             if client._ws is not None:
                 with trio.CancelScope(shield=True), trio.move_on_after(1):
                     await client._ws.aclose()
+            nursery.cancel_scope.cancel()
 
 
 async def _resume_quietly(client: Client) -> None:

@@ -1,0 +1,109 @@
+"""Shared fixtures: a gateway per test (real SQLite-free core for now), in-process and socket clients.
+
+Rules for every test here: bind only to 127.0.0.1 on port 0, put a deadline on anything that does
+I/O, and use ``autojump_clock`` for anything that waits on a timer.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio.testing
+import trio
+from hypothesis import HealthCheck, settings
+
+from aleph_trio import Client, Config, Gateway, open_client, open_gateway
+
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    print_blob=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "dev",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.register_profile(
+    "fuzz",
+    max_examples=5000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def config() -> Config:
+    return Config()
+
+
+@pytest.fixture
+async def gateway(config: Config, data_dir: Path) -> AsyncIterator[Gateway]:
+    async with open_gateway(config, data_dir=data_dir) as gw:
+        yield gw
+
+
+@pytest.fixture
+async def client(gateway: Gateway) -> AsyncIterator[Client]:
+    """An owner client over the in-process transport."""
+    async with gateway.connect() as c:
+        yield c
+
+
+@pytest.fixture
+async def port(gateway: Gateway, nursery: trio.Nursery) -> int:
+    """The gateway serving real sockets on 127.0.0.1, on a free port."""
+    bound: int = await nursery.start(gateway.serve, "127.0.0.1", 0)
+    return bound
+
+
+@pytest.fixture
+def url(port: int) -> str:
+    return f"ws://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+async def socket_client(url: str, gateway: Gateway) -> AsyncIterator[Client]:
+    """An owner client over a real WebSocket."""
+    async with open_client(url, token=gateway.owner_token) as c:
+        yield c
+
+
+@pytest.fixture
+async def open_raw(gateway: Gateway, nursery: trio.Nursery):  # type: ignore[no-untyped-def]
+    """Factory for raw WebSocket clients over in-memory streams (virtual-clock friendly).
+
+    ``await open_raw()`` returns a :class:`tests.rawws.RawWebSocket` already upgraded;
+    ``lockstep=True`` gives a pipe with no buffer at all (for back-pressure tests).
+    """
+    from rawws import RawWebSocket
+
+    opened: list[trio.abc.Stream] = []
+
+    async def factory(*, lockstep: bool = False, path: str = "/", upgrade: bool = True) -> RawWebSocket:
+        pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
+        client_stream, server_stream = pair()
+        nursery.start_soon(gateway.serve_stream, server_stream)
+        opened.append(client_stream)
+        raw = RawWebSocket(client_stream)
+        if upgrade:
+            assert await raw.handshake(path) == 101
+        return raw
+
+    yield factory
+    for stream in opened:
+        await stream.aclose()

@@ -1,0 +1,337 @@
+"""The WebSocket server and connection rules (PROTOCOL §1, §2, §4, §5) through real frames."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio_websocket
+from rawws import RawWebSocket
+
+from aleph_trio import Config, Gateway, open_gateway
+from aleph_trio._config import AuthConfig, ServerConfig
+from aleph_trio.rpc import Method, NoParams
+
+OpenRaw = Callable[..., Awaitable[RawWebSocket]]
+
+
+async def authed(open_raw: OpenRaw, gateway: Gateway, **kw: Any) -> RawWebSocket:
+    raw = await open_raw(**kw)
+    reply = await raw.call("connect", {"token": gateway.owner_token}, id="auth")
+    assert reply["result"]["authenticated"] is True
+    return raw
+
+
+# -- upgrade ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/ws", "/?x=1"])
+async def test_upgrade_paths_accepted(url: str, path: str) -> None:
+    base = url.rstrip("/")
+    with trio.fail_after(5):
+        async with trio_websocket.open_websocket_url(base + path) as ws:
+            await ws.send_message('{"jsonrpc":"2.0","id":1,"method":"health"}')
+            assert json.loads(await ws.get_message())["error"]["code"] == -32000
+
+
+async def upgrade_status(port: int, path: str = "/", origin: bytes | None = None) -> int:
+    """The HTTP status a real TCP client gets for its upgrade request."""
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            headers = [(b"Origin", origin)] if origin is not None else []
+            return await RawWebSocket(stream).handshake(path, headers)
+
+
+@pytest.mark.parametrize("path", ["/api", "/ws/", "/favicon.ico"])
+async def test_other_paths_are_404(port: int, path: str) -> None:
+    assert await upgrade_status(port, path) == 404
+
+
+async def test_origin_refused_unless_allowed(port: int) -> None:
+    assert await upgrade_status(port, origin=b"http://evil.example") == 403
+    assert await upgrade_status(port) == 101
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(allowed_origins=("http://app.example",)))])
+async def test_listed_origin_accepted(port: int) -> None:
+    assert await upgrade_status(port, origin=b"http://app.example") == 101
+    assert await upgrade_status(port, origin=b"http://other.example") == 403
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(allowed_origins=("*",)))])
+async def test_star_allows_any_origin(port: int) -> None:
+    assert await upgrade_status(port, origin=b"http://any.example") == 101
+
+
+# -- authentication --------------------------------------------------------------------------
+
+
+async def test_nothing_but_connect_before_auth(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await open_raw()
+    for method in ("health", "nope.nope", "events.subscribe"):
+        reply = await raw.call(method, {"patterns": ["**"]} if method == "events.subscribe" else None)
+        assert reply["error"]["code"] == -32000
+    gateway.bus.publish("x.y", {})
+    await raw.send_json({"jsonrpc": "2.0", "method": "health"})  # a notification: dropped
+    reply = await raw.call("connect", {"token": gateway.owner_token}, id=9)
+    result = reply["result"]
+    assert result["role"] == "owner"
+    assert result["server"] == {"name": "aleph_trio", "version": result["server"]["version"], "protocol": 1}
+    assert result["boot_id"] == gateway.bus.boot_id
+    assert result["seq"] == gateway.bus.seq
+    assert (await raw.call("health", id=10))["result"]["status"] == "ok"
+
+
+async def test_wrong_token_then_close_after_five(open_raw: OpenRaw) -> None:
+    raw = await open_raw()
+    for attempt in range(5):
+        reply = await raw.call("connect", {"token": "wrong"}, id=attempt)
+        assert reply["error"]["code"] == -32001
+    closed = await raw.wait_closed()
+    assert closed.code == 1008
+
+
+async def test_connect_validates_params(open_raw: OpenRaw) -> None:
+    raw = await open_raw()
+    reply = await raw.call("connect", {"token": 5})
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["data"]["errors"] == [{"path": "$.token", "message": "expected string, got integer"}]
+
+
+@pytest.mark.parametrize("config", [Config(auth=AuthConfig(failures_per_minute=3))])
+async def test_failures_rate_limited_per_address(open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock) -> None:
+    first = await open_raw()
+    for i in range(3):
+        assert (await first.call("connect", {"token": "bad"}, id=i))["error"]["code"] == -32001
+    second = await open_raw()
+    reply = await second.call("connect", {"token": gateway.owner_token})
+    assert reply["error"]["code"] == -32003
+    assert 0 < reply["error"]["data"]["retry_after_ms"] <= 60_000
+    await trio.sleep(61)
+    third = await open_raw()
+    assert "result" in await third.call("connect", {"token": gateway.owner_token})
+
+
+async def test_handshake_timeout_closes_1008(open_raw: OpenRaw, autojump_clock: trio.testing.MockClock) -> None:
+    raw = await open_raw()
+    start = trio.current_time()
+    closed = await raw.wait_closed()
+    assert closed.code == 1008
+    assert 10 <= trio.current_time() - start < 11
+
+
+async def test_authenticated_connection_outlives_handshake_timeout(
+    open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock
+) -> None:
+    raw = await authed(open_raw, gateway)
+    await trio.sleep(15)
+    assert (await raw.call("health", id=2))["result"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("config", [Config(auth=AuthConfig(require_auth=False))])
+async def test_no_auth_mode_is_owner_at_once(open_raw: OpenRaw) -> None:
+    raw = await open_raw()
+    assert (await raw.call("health"))["result"]["status"] == "ok"
+    reply = await raw.call("connect", {"token": "ignored"}, id=2)
+    assert reply["result"]["role"] == "owner"
+
+
+async def test_reconnect_replaces_role(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    reply = await raw.call("connect", {"token": gateway.owner_token, "client_id": "cli-2"}, id=3)
+    assert reply["result"]["client_id"] == "cli-2"
+
+
+# -- frames and limits -----------------------------------------------------------------------
+
+
+async def test_binary_frame_answered_and_connection_stays(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    await raw.send_bytes(b'{"jsonrpc":"2.0","id":1,"method":"health"}')
+    reply = await raw.receive_json()
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert "binary" in reply["error"]["message"]
+    assert (await raw.call("health", id=2))["result"]["status"] == "ok"
+
+
+async def test_big_message_before_auth_closes_1009(open_raw: OpenRaw) -> None:
+    raw = await open_raw()
+    await raw.send_text(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "connect", "params": {"token": "x" * 70_000}}))
+    assert (await raw.wait_closed()).code == 1009
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(max_message_bytes=200_000))])
+async def test_size_limit_after_auth(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    reply = await raw.call("echo", {"blob": "y" * 150_000}, id=2)
+    assert len(reply["result"]["blob"]) == 150_000
+    await raw.send_json({"jsonrpc": "2.0", "id": 3, "method": "echo", "params": {"blob": "z" * 250_000}})
+    assert (await raw.wait_closed()).code == 1009
+
+
+async def test_batch_mixed(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    await raw.send_json(
+        [
+            {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"a": 1}},
+            {"jsonrpc": "2.0", "method": "echo"},
+            {"jsonrpc": "2.0", "id": 2, "method": "missing.method"},
+            {"foo": "bar"},
+            {"jsonrpc": "2.0", "id": 3, "method": "echo", "params": [1]},
+        ]
+    )
+    reply = await raw.receive_json()
+    assert isinstance(reply, list)
+    by_id = {(r["id"], r.get("error", {}).get("code")): r for r in reply}
+    assert by_id[(1, None)]["result"] == {"a": 1}
+    assert by_id[(2, -32601)]["error"]["message"] == "Method not found: missing.method"
+    assert (None, -32600) in by_id
+    assert (3, -32602) in by_id
+    assert len(reply) == 4
+
+
+async def test_notification_only_batch_gets_no_answer(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    await raw.send_json([{"jsonrpc": "2.0", "method": "echo"}, {"jsonrpc": "2.0", "method": "nope"}])
+    await raw.send_json({"jsonrpc": "2.0", "method": "nope"})
+    reply = await raw.call("echo", {"sentinel": True}, id="s")
+    assert reply["result"] == {"sentinel": True}
+
+
+async def test_empty_batch_single_error(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    await raw.send_text("[]")
+    reply = await raw.receive_json()
+    assert reply == {"jsonrpc": "2.0", "id": None, "error": reply["error"]}
+    assert reply["error"]["code"] == -32600
+
+
+async def test_parse_error(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway)
+    await raw.send_text('{"jsonrpc": "2.0", "id": 1, "method": "echo"')
+    reply = await raw.receive_json()
+    assert reply["id"] is None and reply["error"]["code"] == -32700
+
+
+# -- concurrency -----------------------------------------------------------------------------
+
+
+def add_method(gateway: Gateway, name: str, handler: Callable[..., Awaitable[object]]) -> None:
+    gateway.registry.add(Method(name, "test method", NoParams, handler))
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(max_in_flight=2))])
+async def test_in_flight_cap_applies_back_pressure(open_raw: OpenRaw, gateway: Gateway) -> None:
+    started: list[int] = []
+    release = trio.Event()
+
+    async def block(ctx: object, params: object) -> dict[str, bool]:
+        started.append(1)
+        await release.wait()
+        return {"ok": True}
+
+    add_method(gateway, "test.block", block)
+    raw = await authed(open_raw, gateway)
+    for i in range(4):
+        await raw.send_json({"jsonrpc": "2.0", "id": i, "method": "test.block"})
+    await trio.testing.wait_all_tasks_blocked()
+    assert len(started) == 2
+    release.set()
+    replies = [await raw.receive_json() for _ in range(4)]
+    assert sorted(r["id"] for r in replies) == [0, 1, 2, 3]
+    assert len(started) == 4
+
+
+async def test_responses_may_overtake(open_raw: OpenRaw, gateway: Gateway) -> None:
+    release = trio.Event()
+
+    async def block(ctx: object, params: object) -> str:
+        await release.wait()
+        return "slow"
+
+    add_method(gateway, "test.block", block)
+    raw = await authed(open_raw, gateway)
+    await raw.send_json({"jsonrpc": "2.0", "id": "slow", "method": "test.block"})
+    fast = await raw.call("echo", {"x": 1}, id="fast")
+    assert fast["result"] == {"x": 1}
+    release.set()
+    assert (await raw.receive_json())["id"] == "slow"
+
+
+async def test_handler_crash_is_internal_error_and_connection_lives(open_raw: OpenRaw, gateway: Gateway) -> None:
+    async def crash(ctx: object, params: object) -> None:
+        raise RuntimeError("secret internals")
+
+    add_method(gateway, "test.crash", crash)
+    raw = await authed(open_raw, gateway)
+    reply = await raw.call("test.crash", id=5)
+    assert reply["error"]["code"] == -32603
+    assert "secret internals" not in json.dumps(reply)
+    assert (await raw.call("health", id=6))["result"]["status"] == "ok"
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(send_queue=4))])
+async def test_slow_consumer_closed_1008_never_dropped(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await authed(open_raw, gateway, lockstep=True)
+    reply = await raw.call("events.subscribe", {"patterns": ["flood.*"]}, id=2)
+    assert reply["result"]["subscribed"] == ["flood.*"]
+    for i in range(50):
+        gateway.bus.publish("flood.x", {"i": i})
+        await trio.sleep(0)
+    seen: list[int] = []
+    try:
+        while True:
+            doc = await raw.receive_json()
+            seen.append(doc["params"]["data"]["i"])
+    except Exception as exc:  # the close frame
+        assert getattr(exc, "code", None) == 1008
+    assert seen == list(range(len(seen)))  # a prefix: nothing skipped before the close
+    assert len(seen) < 50
+
+
+async def test_ping_timeout_closes_1011(open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock) -> None:
+    raw = await authed(open_raw, gateway)
+    # Never answer pings: read raw wsproto events ourselves.
+    from wsproto.events import CloseConnection, Ping
+
+    saw_ping = False
+    with trio.fail_after(100):
+        while True:
+            event = await raw.next_event()
+            if isinstance(event, Ping):
+                saw_ping = True
+            if isinstance(event, CloseConnection):
+                assert event.code == 1011
+                break
+    assert saw_ping
+    assert 40 <= trio.current_time() < 45
+
+
+async def test_pings_answered_keep_connection(open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock) -> None:
+    raw = await authed(open_raw, gateway)
+    with trio.move_on_after(200):
+        await raw.receive()  # answers pings as it goes; nothing else arrives
+    assert (await raw.call("health", id=2))["result"]["status"] == "ok"
+
+
+# -- shutdown --------------------------------------------------------------------------------
+
+
+async def test_cancelling_serve_closes_clients_1001(data_dir: object) -> None:
+    async with open_gateway(Config(), data_dir=data_dir) as gateway:  # type: ignore[arg-type]
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(gateway.serve, "127.0.0.1", 0)
+            with trio.fail_after(5):
+                async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+                    await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "connect", "params": {"token": gateway.owner_token}}))
+                    await ws.get_message()
+                    nursery.cancel_scope.cancel()
+                    with pytest.raises(trio_websocket.ConnectionClosed) as info:
+                        await ws.get_message()
+                    assert info.value.reason.code == 1001
+
+

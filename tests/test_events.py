@@ -1,0 +1,171 @@
+"""The event bus and the events.* methods (PROTOCOL §6)."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from aleph_trio import Client, Gateway
+from aleph_trio._events import Event, EventBus
+from aleph_trio._topics import TopicPattern
+from aleph_trio.protocol import AlephError
+
+
+def collector(bus: EventBus, *, capacity: int = 1000) -> tuple[list[Event], list[bool]]:
+    got: list[Event] = []
+    overflowed: list[bool] = []
+
+    def deliver(event: Event) -> bool:
+        if len(got) >= capacity:
+            return False
+        got.append(event)
+        return True
+
+    sub = bus.subscribe(deliver, on_overflow=lambda: overflowed.append(True))
+    collector.sub = sub  # type: ignore[attr-defined]
+    return got, overflowed
+
+
+async def test_seq_is_gateway_wide_and_increasing() -> None:
+    bus = EventBus()
+    got, _ = collector(bus)
+    await bus.add_patterns(collector.sub, [TopicPattern("a.*")])  # type: ignore[attr-defined]
+    for topic in ["a.x", "b.y", "a.z"]:
+        bus.publish(topic, {})
+    assert [(e.topic, e.seq) for e in got] == [("a.x", 1), ("a.z", 3)]
+
+
+async def test_slow_subscriber_is_dropped_and_told() -> None:
+    bus = EventBus()
+    got, overflowed = collector(bus, capacity=2)
+    await bus.add_patterns(collector.sub, [TopicPattern("**")])  # type: ignore[attr-defined]
+    for _ in range(3):
+        bus.publish("t", {})
+    assert len(got) == 2
+    assert overflowed == [True]
+    bus.publish("t", {})
+    assert len(got) == 2
+    assert bus.statistics().subscribers == 0
+
+
+async def test_replay_then_live_without_gap_or_duplicate() -> None:
+    bus = EventBus()
+    for i in range(5):
+        bus.publish("a.x", {"i": i})
+    got, _ = collector(bus)
+    sub = collector.sub  # type: ignore[attr-defined]
+
+    async def slow_send(event: Event) -> None:
+        got.append(event)
+        if len(got) <= 3:
+            bus.publish("a.x", {"during": event.seq})  # live events arrive while replaying
+        await trio.sleep(0)
+
+    outcome = await bus.add_patterns(sub, [TopicPattern("a.*")], since_seq=2, send=slow_send)
+    bus.publish("a.x", {"after": True})
+    seqs = [e.seq for e in got]
+    assert seqs == sorted(set(seqs))
+    assert seqs == list(range(3, bus.seq + 1))
+    assert outcome.gap is False
+    assert outcome.replayed >= 3
+
+
+async def test_replay_reports_gap_when_buffer_moved_on() -> None:
+    bus = EventBus(replay_buffer=3)
+    for _ in range(10):
+        bus.publish("a.x", {})
+    got, _ = collector(bus)
+
+    async def send(event: Event) -> None:
+        got.append(event)
+
+    outcome = await bus.add_patterns(collector.sub, [TopicPattern("a.*")], since_seq=2, send=send)  # type: ignore[attr-defined]
+    assert outcome.gap is True
+    assert [e.seq for e in got] == [8, 9, 10]
+
+
+async def test_replay_does_not_repeat_what_old_patterns_delivered() -> None:
+    bus = EventBus()
+    got, _ = collector(bus)
+    sub = collector.sub  # type: ignore[attr-defined]
+    await bus.add_patterns(sub, [TopicPattern("a.*")])
+    bus.publish("a.x", {})  # 1, delivered live
+    bus.publish("b.x", {})  # 2, not matched then
+    replayed: list[Event] = []
+
+    async def send(event: Event) -> None:
+        replayed.append(event)
+        got.append(event)
+
+    await bus.add_patterns(sub, [TopicPattern("b.*"), TopicPattern("a.*")], since_seq=0, send=send)
+    assert [e.seq for e in replayed] == [2]
+    assert [e.seq for e in got] == [1, 2]
+
+
+async def test_subscribe_rpc_shapes(client: Client) -> None:
+    result = await client.call("events.subscribe", {"patterns": ["agent.*", "stream.**", "agent.*"]})
+    assert result["subscribed"] == ["agent.*", "stream.**"]
+    assert result["active_patterns"] == ["agent.*", "stream.**"]
+    assert result["replayed"] == 0 and result["gap"] is False
+    again = await client.call("events.subscribe", {"patterns": ["agent.*"]})
+    assert again["subscribed"] == []
+    assert await client.call("events.list") == {"patterns": ["agent.*", "stream.**"], "total": 2}
+    removed = await client.call("events.unsubscribe", {"patterns": ["agent.*", "nope.*"]})
+    assert removed == {"unsubscribed": ["agent.*"], "active_patterns": ["stream.**"]}
+
+
+@pytest.mark.parametrize(
+    ("params", "reason"),
+    [
+        ({"patterns": ["a b"]}, None),
+        ({"patterns": []}, None),
+        ({"patterns": ["x" * 129]}, None),
+        ({"patterns": "a.*"}, None),
+        ({"patterns": ["a.*"], "since_seq": -1}, None),
+        ({"patterns": ["a.*"], "since_seq": "1"}, None),
+        ({"patterns": ["a.*"], "since_seq": 10**6}, None),
+    ],
+)
+async def test_subscribe_rejects_bad_params(client: Client, params: dict[str, object], reason: str | None) -> None:
+    with pytest.raises(AlephError) as info:
+        await client.call("events.subscribe", params)
+    assert info.value.code == -32602
+    assert info.value.data is not None and "errors" in info.value.data
+
+
+async def test_pattern_limit(client: Client) -> None:
+    await client.call("events.subscribe", {"patterns": [f"t{i}.*" for i in range(64)]})
+    with pytest.raises(AlephError) as info:
+        await client.call("events.subscribe", {"patterns": ["one.more"]})
+    assert info.value.code == -32602
+    assert info.value.data == {"reason": "limit"}
+
+
+async def test_events_reach_subscribers_in_order_and_resume_by_seq(gateway: Gateway) -> None:
+    async with gateway.connect() as first:
+        await first.call("events.subscribe", {"patterns": ["demo.*"]})
+        for i in range(3):
+            gateway.bus.publish("demo.tick", {"i": i})
+        seen = [await first.next_event(timeout=5) for _ in range(3)]
+        assert [e.data["i"] for e in seen] == [0, 1, 2]
+        last = seen[1].seq
+    for i in range(3, 5):
+        gateway.bus.publish("demo.tick", {"i": i})
+    gateway.bus.publish("other.topic", {})
+    async with gateway.connect() as second:
+        result = await second.call("events.subscribe", {"patterns": ["demo.*"], "since_seq": last})
+        assert result["replayed"] == 3 and result["gap"] is False
+        gateway.bus.publish("demo.tick", {"i": 5})
+        got = [await second.next_event(timeout=5) for _ in range(4)]
+        assert [e.data["i"] for e in got] == [2, 3, 4, 5]
+
+
+async def test_unsubscribed_connection_gets_nothing(gateway: Gateway) -> None:
+    async with gateway.connect() as watcher, gateway.connect() as idle:
+        await watcher.call("events.subscribe", {"patterns": ["x.*"]})
+        gateway.bus.publish("x.y", {})
+        assert (await watcher.next_event(timeout=5)).topic == "x.y"
+        await idle.call("health")
+        with trio.move_on_after(0.05):
+            await idle.next_event()
+            pytest.fail("an unsubscribed connection received an event")
