@@ -107,3 +107,14 @@ async def open_raw(gateway: Gateway, nursery: trio.Nursery):  # type: ignore[no-
     yield factory
     for stream in opened:
         await stream.aclose()
+
+
+@pytest.fixture
+def patient_clock() -> trio.testing.MockClock:
+    """A virtual clock that jumps only after 50 ms of real idleness.
+
+    ``autojump_clock`` jumps the moment every task is blocked, which includes tasks waiting on a
+    worker thread (file reads) or on the kernel (socketpairs): timeouts would fire before the work
+    finished. This one lets such work land first and still skips the long sleeps.
+    """
+    return trio.testing.MockClock(autojump_threshold=0.05)

@@ -1,0 +1,33 @@
+"""The public surface: everything in __all__ exists, is exported once, and nothing private leaks."""
+
+from __future__ import annotations
+
+import aleph_trio
+import aleph_trio.protocol
+
+
+def test_all_matches_public_names() -> None:
+    public = {name for name in vars(aleph_trio) if not name.startswith("_") or name == "__version__"}
+    modules = {name for name in public if type(getattr(aleph_trio, name)).__name__ == "module"}
+    assert set(aleph_trio.__all__) == public - modules
+    assert len(aleph_trio.__all__) == len(set(aleph_trio.__all__))
+
+
+def test_protocol_package_imports_no_trio() -> None:
+    """The JSON-RPC core stays sans-IO: no module in it imports trio (or anything that does)."""
+    import ast
+    from pathlib import Path
+
+    package = Path(aleph_trio.protocol.__file__).parent
+    for source in package.glob("*.py"):
+        tree = ast.parse(source.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or ""] if node.level == 0 else []
+                assert node.level <= 1, f"{source.name} imports from outside protocol/"
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(("trio", "aleph_trio")), f"{source.name} imports {name}"
