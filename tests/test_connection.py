@@ -322,16 +322,19 @@ async def test_pings_answered_keep_connection(open_raw: OpenRaw, gateway: Gatewa
 
 
 async def test_cancelling_serve_closes_clients_1001(data_dir: object) -> None:
-    async with open_gateway(Config(), data_dir=data_dir) as gateway:  # type: ignore[arg-type]
-        async with trio.open_nursery() as nursery:
-            port = await nursery.start(gateway.serve, "127.0.0.1", 0)
-            with trio.fail_after(5):
-                async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
-                    await ws.send_message(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "connect", "params": {"token": gateway.owner_token}}))
-                    await ws.get_message()
-                    nursery.cancel_scope.cancel()
-                    with pytest.raises(trio_websocket.ConnectionClosed) as info:
-                        await ws.get_message()
-                    assert info.value.reason.code == 1001
+    async with open_gateway(Config(), data_dir=data_dir) as gateway, trio.open_nursery() as outer:  # type: ignore[arg-type]
+        serving = trio.CancelScope()
 
+        async def serve(task_status: trio.TaskStatus[int]) -> None:
+            with serving:
+                await gateway.serve("127.0.0.1", 0, task_status=task_status)
 
+        port = await outer.start(serve)
+        with trio.fail_after(5):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                raw = RawWebSocket(stream)
+                assert await raw.handshake() == 101
+                await raw.call("connect", {"token": gateway.owner_token})
+                serving.cancel()
+                assert (await raw.wait_closed()).code == 1001

@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextlib
 import itertools
 import math
+import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any, final
 
@@ -64,6 +66,7 @@ class Client:
         self._token: str | None = None
         self._client_id: str | None = None
         self._closing = False
+        self._disconnected = trio.Event()
 
     # -- calls -------------------------------------------------------------------------------
 
@@ -142,9 +145,15 @@ class Client:
 
     # -- plumbing ----------------------------------------------------------------------------
 
+    async def _close_socket(self) -> None:
+        if self._ws is not None:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await self._ws.aclose()
+
     async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
         """Read one connection until it closes; then fail the calls still waiting on it."""
         self._ws = ws
+        self._disconnected = trio.Event()
         self._connected.set()
         try:
             while True:
@@ -155,6 +164,7 @@ class Client:
                 await self._dispatch(_decoder.decode(text))
         finally:
             self._connected = trio.Event()
+            self._disconnected.set()
             self._ws = None
             for send in list(self._pending.values()):
                 send.close()
@@ -195,18 +205,55 @@ class Client:
             await self._events_send.send(ClientEvent("client.resync", None, None, {"reason": reason}))
 
 
+MAX_MESSAGE = 64 * 1024 * 1024
+
+
+async def _serve_stream(
+    client: Client, stream: trio.abc.Stream, host: str, resource: str, *, task_status: trio.TaskStatus[None]
+) -> None:
+    """Run one WebSocket on ``stream`` for ``client`` until it closes; always closes the stream.
+
+    The stream is owned here rather than by trio-websocket, which leaves a client stream open
+    when the server is the one that closes.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            ws = await trio_websocket.wrap_client_stream(
+                nursery, stream, host, resource, max_message_size=MAX_MESSAGE
+            )
+            task_status.started()
+            try:
+                await client._serve(ws)
+            finally:
+                # Let the reader see the close handshake through (it ends at EOF), within reason.
+                nursery.cancel_scope.deadline = min(nursery.cancel_scope.deadline, trio.current_time() + 1)
+    finally:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+
+
 @contextlib.asynccontextmanager
 async def open_stream_client(stream: trio.abc.Stream, *, host: str = "localhost") -> AsyncIterator[Client]:
     """A client over an already-connected byte stream (used by ``Gateway.connect``)."""
     client = Client()
     async with trio.open_nursery() as nursery:
-        ws = await trio_websocket.wrap_client_stream(nursery, stream, host, "/", max_message_size=64 * 1024 * 1024)
-        nursery.start_soon(client._serve, ws)
+        await nursery.start(_serve_stream, client, stream, host, "/")
         try:
             yield client
         finally:
-            await ws.aclose()
+            client._closing = True
+            await client._close_socket()
             nursery.cancel_scope.cancel()
+
+
+def _parse_url(url: str) -> tuple[str, int, str, bool]:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a WebSocket URL: {url!r}")
+    secure = parts.scheme == "wss"
+    port = parts.port or (443 if secure else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, port, resource, secure
 
 
 @contextlib.asynccontextmanager
@@ -217,26 +264,35 @@ async def open_client(
     client_id: str | None = None,
     reconnect: bool = False,
     max_backoff_s: float = 5.0,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> AsyncIterator[Client]:
-    """Connect to ``url``; authenticates with ``token`` when one is given (or ``""`` is needed)."""
+    """Connect to ``url`` (``ws://`` or ``wss://``); authenticate when ``token`` is given."""
+    host, port, resource, secure = _parse_url(url)
     client = Client()
     client._token, client._client_id = token, client_id
 
-    async def connect_once() -> trio_websocket.WebSocketConnection:
-        return await trio_websocket.connect_websocket_url(nursery, url, max_message_size=64 * 1024 * 1024)
+    async def open_stream() -> trio.abc.Stream:
+        if secure:
+            return await trio.open_ssl_over_tcp_stream(
+                host, port, ssl_context=ssl_context or ssl.create_default_context()
+            )
+        return await trio.open_tcp_stream(host, port)
 
-    async def keep_connected(ws: trio_websocket.WebSocketConnection, *, task_status: trio.TaskStatus[None]) -> None:
+    async def keep_connected(*, task_status: trio.TaskStatus[None]) -> None:
+        stream = await open_stream()
+        await nursery.start(_serve_stream, client, stream, host, resource)
         task_status.started()
         backoff = 0.1
         while True:
-            await client._serve(ws)
+            await client._disconnected.wait()
             if not reconnect or client._closing:
                 return
             while True:
                 await trio.sleep(backoff)
                 backoff = min(backoff * 2, max_backoff_s)
                 try:
-                    ws = await connect_once()
+                    stream = await open_stream()
+                    await nursery.start(_serve_stream, client, stream, host, resource)
                 except (OSError, trio_websocket.HandshakeError):
                     continue
                 break
@@ -244,17 +300,14 @@ async def open_client(
             nursery.start_soon(_resume_quietly, client)
 
     async with trio.open_nursery() as nursery:
-        ws = await connect_once()
-        await nursery.start(keep_connected, ws)
+        await nursery.start(keep_connected)
         if token is not None:
             await client.authenticate(token, client_id)
         try:
             yield client
         finally:
             client._closing = True
-            if client._ws is not None:
-                with trio.CancelScope(shield=True), trio.move_on_after(1):
-                    await client._ws.aclose()
+            await client._close_socket()
             nursery.cancel_scope.cancel()
 
 

@@ -6,6 +6,7 @@ runs, cron firings, wizards) lives in the gateway's own task groups.
 
 from __future__ import annotations
 
+import math
 import uuid
 from typing import TYPE_CHECKING, Any, final
 
@@ -127,6 +128,9 @@ class Connection:
                     await self._read_loop(nursery)
                     nursery.cancel_scope.cancel()
         finally:
+            if self._close_code is None and trio.current_effective_deadline() == -math.inf:
+                # Cancelled from outside (our own closes use our own scope): the gateway is stopping.
+                self._close_code = (1001, "gateway stopping")
             gateway.bus.unsubscribe(self._subscriber)
             code, reason = self._close_code or (1000, "")
             if code != 1000:

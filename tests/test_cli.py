@@ -1,0 +1,146 @@
+"""``python -m aleph_trio`` as a real subprocess: start-up output, auth token, refusal, signals."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+from rawws import RawWebSocket
+
+from aleph_trio import open_client
+from aleph_trio.__main__ import is_loopback, main
+
+
+def env_without_token() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("ALEPH_TRIO_TOKEN", None)
+    env.pop("ALEPH_TRIO_CONFIG", None)
+    return env
+
+
+class Server:
+    def __init__(self, process: trio.Process, lines: list[str], url: str) -> None:
+        self.process = process
+        self.lines = lines
+        self.url = url
+
+
+async def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+    config = tmp_path / "absent.toml"
+    cmd = [sys.executable, "-m", "aleph_trio", "--port", "0", "--data-dir", str(tmp_path / "data"),
+           "--config", str(config), *args]
+    process = await trio.lowlevel.open_process(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env or env_without_token()
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    buffer = b""
+    try:
+        with trio.fail_after(20):
+            while len(lines) < 3:
+                chunk = await process.stdout.receive_some(4096)
+                assert chunk, f"server exited early: {lines}"
+                buffer += chunk
+                *done, buffer = buffer.split(b"\n")
+                lines += [line.decode() for line in done]
+        match = re.search(r"listening on (ws://\S+)", lines[0])
+        assert match, lines
+        yield Server(process, lines, match.group(1))
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[Server]:
+    async for s in start_server(tmp_path):
+        yield s
+
+
+async def test_prints_url_and_where_the_token_is(server: Server, tmp_path: Path) -> None:
+    token_file = tmp_path / "data" / "token"
+    assert server.url.startswith("ws://127.0.0.1:")
+    assert server.lines[1] == f"owner token: in {token_file}"
+    token = token_file.read_text().strip()
+    assert token not in "\n".join(server.lines)
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    with trio.fail_after(10):
+        async with open_client(server.url, token=token) as client:
+            assert (await client.call("health"))["status"] == "ok"
+
+
+async def test_sigterm_closes_clients_1001_and_exits_0(server: Server, tmp_path: Path) -> None:
+    token = (tmp_path / "data" / "token").read_text().strip()
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    with trio.fail_after(15):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            raw = RawWebSocket(stream)
+            assert await raw.handshake() == 101
+            assert (await raw.call("connect", {"token": token}))["result"]["authenticated"]
+            server.process.send_signal(signal.SIGTERM)
+            assert (await raw.wait_closed()).code == 1001
+        assert await server.process.wait() == 0
+
+
+async def test_sigint_exits_0(server: Server) -> None:
+    server.process.send_signal(signal.SIGINT)
+    with trio.fail_after(15):
+        assert await server.process.wait() == 0
+
+
+async def test_print_token_and_env_token(tmp_path: Path) -> None:
+    env = env_without_token()
+    env["ALEPH_TRIO_TOKEN"] = "from-the-environment"
+    async for server in start_server(tmp_path, "--print-token", env=env):
+        assert server.lines[1] == "owner token: from-the-environment"
+        with trio.fail_after(10):
+            async with open_client(server.url, token="from-the-environment") as client:
+                assert (await client.call("health"))["status"] == "ok"
+        assert not (tmp_path / "data" / "token").exists()
+
+
+def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aleph_trio", "--data-dir", str(tmp_path / "d"), *args],
+        capture_output=True, text=True, timeout=60, env=env_without_token(),
+    )
+
+
+def test_refuses_public_bind_without_auth(tmp_path: Path) -> None:
+    result = run_cli("--host", "0.0.0.0", "--no-auth", "--config", str(tmp_path / "none.toml"), tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "refusing to listen on 0.0.0.0 without authentication" in result.stderr
+    assert result.stdout == ""
+
+
+def test_invalid_config_exits_2_naming_the_path(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[server]\nport = 'x'\n[agents.main]\nmodel = 3\n")
+    result = run_cli("--config", str(config), tmp_path=tmp_path)
+    assert result.returncode == 2
+    assert "server.port" in result.stderr and "agents.main.model" in result.stderr
+
+
+def test_main_is_callable_for_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--host", "10.1.2.3", "--no-auth", "--config", str(tmp_path / "x.toml"), "--data-dir", str(tmp_path)])
+    assert code == 2
+    assert "refusing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("127.8.9.1", True),
+     ("0.0.0.0", False), ("::", False), ("192.168.1.2", False), ("example.com", False)],
+)
+def test_is_loopback(host: str, expected: bool) -> None:
+    assert is_loopback(host) is expected
