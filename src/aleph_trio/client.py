@@ -299,16 +299,23 @@ async def open_client(
             backoff = 0.1
             nursery.start_soon(_resume_quietly, client)
 
+    refused: AlephError | None = None
     async with trio.open_nursery() as nursery:
         await nursery.start(keep_connected)
-        if token is not None:
-            await client.authenticate(token, client_id)
         try:
-            yield client
+            if token is not None:
+                await client.authenticate(token, client_id)
+        except AlephError as exc:
+            refused = exc  # raised below, outside the nursery, as itself
+        try:
+            if refused is None:
+                yield client
         finally:
             client._closing = True
             await client._close_socket()
             nursery.cancel_scope.cancel()
+    if refused is not None:
+        raise refused
 
 
 async def _resume_quietly(client: Client) -> None:
