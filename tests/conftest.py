@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import trio.testing
 import trio
+import trio.testing
 from hypothesis import HealthCheck, settings
 
 from aleph_trio import Client, Config, Gateway, open_client, open_gateway
@@ -38,7 +38,9 @@ settings.register_profile(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
 
 
 @pytest.fixture
@@ -94,7 +96,9 @@ async def open_raw(gateway: Gateway, nursery: trio.Nursery):  # type: ignore[no-
 
     opened: list[trio.abc.Stream] = []
 
-    async def factory(*, lockstep: bool = False, path: str = "/", upgrade: bool = True) -> RawWebSocket:
+    async def factory(
+        *, lockstep: bool = False, path: str = "/", upgrade: bool = True
+    ) -> RawWebSocket:
         pair = trio.testing.lockstep_stream_pair if lockstep else trio.testing.memory_stream_pair
         client_stream, server_stream = pair()
         nursery.start_soon(gateway.serve_stream, server_stream)

@@ -39,9 +39,13 @@ class RawWebSocket:
         self.status: int | None = None
         self._parts: list[str | bytes] = []
 
-    async def handshake(self, path: str = "/", headers: list[tuple[bytes, bytes]] | None = None) -> int:
+    async def handshake(
+        self, path: str = "/", headers: list[tuple[bytes, bytes]] | None = None
+    ) -> int:
         """Upgrade; returns the HTTP status (101 when accepted)."""
-        await self.stream.send_all(self.ws.send(Request(host="localhost", target=path, extra_headers=headers or [])))
+        await self.stream.send_all(
+            self.ws.send(Request(host="localhost", target=path, extra_headers=headers or []))
+        )
         while True:
             for event in await self._events():
                 if isinstance(event, AcceptConnection):

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import trio
-from rawws import RawWebSocket
 
 from aleph_trio import open_client
 from aleph_trio.__main__ import is_loopback, main
+from rawws import RawWebSocket
 
 
 def env_without_token() -> dict[str, str]:
@@ -33,10 +33,22 @@ class Server:
         self.url = url
 
 
-async def start_server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> AsyncIterator[Server]:
+async def start_server(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[Server]:
     config = tmp_path / "absent.toml"
-    cmd = [sys.executable, "-m", "aleph_trio", "--port", "0", "--data-dir", str(tmp_path / "data"),
-           "--config", str(config), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aleph_trio",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--config",
+        str(config),
+        *args,
+    ]
     process = await trio.lowlevel.open_process(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env or env_without_token()
     )
@@ -112,12 +124,17 @@ async def test_print_token_and_env_token(tmp_path: Path) -> None:
 def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "aleph_trio", "--data-dir", str(tmp_path / "d"), *args],
-        capture_output=True, text=True, timeout=60, env=env_without_token(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env_without_token(),
     )
 
 
 def test_refuses_public_bind_without_auth(tmp_path: Path) -> None:
-    result = run_cli("--host", "0.0.0.0", "--no-auth", "--config", str(tmp_path / "none.toml"), tmp_path=tmp_path)
+    result = run_cli(
+        "--host", "0.0.0.0", "--no-auth", "--config", str(tmp_path / "none.toml"), tmp_path=tmp_path
+    )
     assert result.returncode == 2
     assert "refusing to listen on 0.0.0.0 without authentication" in result.stderr
     assert result.stdout == ""
@@ -131,16 +148,36 @@ def test_invalid_config_exits_2_naming_the_path(tmp_path: Path) -> None:
     assert "server.port" in result.stderr and "agents.main.model" in result.stderr
 
 
-def test_main_is_callable_for_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["--host", "10.1.2.3", "--no-auth", "--config", str(tmp_path / "x.toml"), "--data-dir", str(tmp_path)])
+def test_main_is_callable_for_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        [
+            "--host",
+            "10.1.2.3",
+            "--no-auth",
+            "--config",
+            str(tmp_path / "x.toml"),
+            "--data-dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 2
     assert "refusing" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
     ("host", "expected"),
-    [("127.0.0.1", True), ("::1", True), ("localhost", True), ("127.8.9.1", True),
-     ("0.0.0.0", False), ("::", False), ("192.168.1.2", False), ("example.com", False)],
+    [
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("localhost", True),
+        ("127.8.9.1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.2", False),
+        ("example.com", False),
+    ],
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected

@@ -17,7 +17,9 @@ async def test_errors_are_typed(socket_client: Client) -> None:
     assert info.value.code == -32601
     with pytest.raises(InvalidParams) as bad:
         await socket_client.call("logs.tail", {"lines": "3"})
-    assert bad.value.data == {"errors": [{"path": "$.lines", "message": "expected integer, got string"}]}
+    assert bad.value.data == {
+        "errors": [{"path": "$.lines", "message": "expected integer, got string"}]
+    }
 
 
 async def test_wrong_token_raises(url: str) -> None:
@@ -61,13 +63,14 @@ async def test_reconnect_resumes_without_loss_or_duplicates(data_dir: Path) -> N
     async with open_gateway(Config(), data_dir=data_dir) as gateway, trio.open_nursery() as nursery:
         port, scope = await nursery.start(serve_until, gateway)
         with trio.fail_after(20):
-            async with open_client(f"ws://127.0.0.1:{port}/", token=gateway.owner_token, reconnect=True) as client:
+            async with open_client(
+                f"ws://127.0.0.1:{port}/", token=gateway.owner_token, reconnect=True
+            ) as client:
                 await client.subscribe(["feed.*"])
                 gateway.bus.publish("feed.item", {"n": 0})
                 assert (await client.next_event()).data == {"n": 0}
                 scope.cancel()  # the listener and its connections go away
-                while client._ws is not None:
-                    await trio.sleep(0.01)
+                await client.wait_disconnected()
                 for n in range(1, 4):
                     gateway.bus.publish("feed.item", {"n": n})
                 port2, scope = await nursery.start(serve_until, gateway, port)
@@ -86,12 +89,13 @@ async def test_reconnect_after_restart_signals_resync(tmp_path: Path) -> None:
         async with open_gateway(Config(), data_dir=tmp_path) as first:
             port, scope = await nursery.start(serve_until, first)
             with trio.fail_after(20):
-                async with open_client(f"ws://127.0.0.1:{port}/", token=first.owner_token, reconnect=True) as client:
+                async with open_client(
+                    f"ws://127.0.0.1:{port}/", token=first.owner_token, reconnect=True
+                ) as client:
                     await client.subscribe(["feed.*"])
                     boot = client.boot_id
                     scope.cancel()
-                    while client._ws is not None:
-                        await trio.sleep(0.01)
+                    await client.wait_disconnected()
                     async with open_gateway(Config(), data_dir=tmp_path) as second:
                         _, scope2 = await nursery.start(serve_until, second, port)
                         event = await client.next_event()

@@ -87,7 +87,9 @@ def config_file(tmp_path: Path) -> Path:
     return path
 
 
-async def test_config_get_redacts_secrets(config_file: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_config_get_redacts_secrets(
+    config_file: Path, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LOCAL_KEY", "sk-live-123")
     async with open_gateway(config_path=config_file, data_dir=data_dir) as gateway:
         assert gateway.owner_token == "owner-secret"
@@ -102,17 +104,24 @@ async def test_config_get_redacts_secrets(config_file: Path, data_dir: Path, mon
 
 
 async def test_reload_applies_and_announces(config_file: Path, data_dir: Path) -> None:
-    async with open_gateway(config_path=config_file, data_dir=data_dir, watch_config=False) as gateway:
+    async with open_gateway(
+        config_path=config_file, data_dir=data_dir, watch_config=False
+    ) as gateway:
         async with gateway.connect() as client:
             await client.call("events.subscribe", {"patterns": ["config.*"]})
-            config_file.write_text(GOOD.replace('level = "warning"', 'level = "error"').replace("18800", "18801"))
+            config_file.write_text(
+                GOOD.replace('level = "warning"', 'level = "error"').replace("18800", "18801")
+            )
             result = await client.call("config.reload")
             assert result["reloaded"] is True
             assert result["changed_keys"] == ["logging.level", "server.port"]
             assert any("server.port" in w for w in result["warnings"])
             changed = await client.next_event(timeout=5)
             assert changed.topic == "config.changed"
-            assert changed.data == {"changed_keys": ["logging.level", "server.port"], "source": "rpc"}
+            assert changed.data == {
+                "changed_keys": ["logging.level", "server.port"],
+                "source": "rpc",
+            }
             reloaded = await client.next_event(timeout=5)
             assert reloaded.topic == "config.reloaded" and reloaded.data["valid"] is True
             assert gateway.config.logging.level == "error"
@@ -122,7 +131,9 @@ async def test_reload_applies_and_announces(config_file: Path, data_dir: Path) -
 
 
 async def test_broken_file_never_replaces_running_config(config_file: Path, data_dir: Path) -> None:
-    async with open_gateway(config_path=config_file, data_dir=data_dir, watch_config=False) as gateway:
+    async with open_gateway(
+        config_path=config_file, data_dir=data_dir, watch_config=False
+    ) as gateway:
         before = gateway.config
         async with gateway.connect() as client:
             await client.call("events.subscribe", {"patterns": ["config.reloaded"]})
@@ -139,7 +150,11 @@ async def test_broken_file_never_replaces_running_config(config_file: Path, data
 
 async def test_validate_never_applies(client: Client) -> None:
     good = await client.call("config.validate", {"config": {"server": {"port": 1}}})
-    assert good == {"valid": True, "errors": [], "warnings": ["server.port changed: it takes effect at the next start"]}
+    assert good == {
+        "valid": True,
+        "errors": [],
+        "warnings": ["server.port changed: it takes effect at the next start"],
+    }
     bad = await client.call("config.validate", {"config": {"server": {"port": "x", "nope": 1}}})
     assert bad["valid"] is False
     assert {e["path"] for e in bad["errors"]} == {"server.port", "server.nope"}
@@ -151,7 +166,9 @@ async def test_validate_warns_about_unset_env_secret(client: Client) -> None:
     doc = {"providers": {"p": {"kind": "openai", "api_key": {"env": "SURELY_UNSET_VAR"}}}}
     result = await client.call("config.validate", {"config": doc})
     assert result["valid"] is True
-    assert result["warnings"] == ["providers.p.api_key: environment variable SURELY_UNSET_VAR is not set"]
+    assert result["warnings"] == [
+        "providers.p.api_key: environment variable SURELY_UNSET_VAR is not set"
+    ]
 
 
 async def test_schema_is_generated_from_the_model(client: Client) -> None:
@@ -159,7 +176,17 @@ async def test_schema_is_generated_from_the_model(client: Client) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False
     assert set(schema["properties"]) == {
-        "server", "auth", "events", "runs", "sessions", "providers", "agents", "cron", "browser", "mcp", "logging",
+        "server",
+        "auth",
+        "events",
+        "runs",
+        "sessions",
+        "providers",
+        "agents",
+        "cron",
+        "browser",
+        "mcp",
+        "logging",
     }
     server = schema["$defs"]["ServerConfig"]
     assert server["properties"]["port"]["maximum"] == 65535

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.lowlevel
 
 from aleph_trio import Client, Gateway
 from aleph_trio._events import Event, EventBus
@@ -59,7 +60,7 @@ async def test_replay_then_live_without_gap_or_duplicate() -> None:
         got.append(event)
         if len(got) <= 3:
             bus.publish("a.x", {"during": event.seq})  # live events arrive while replaying
-        await trio.sleep(0)
+        await trio.lowlevel.checkpoint()
 
     outcome = await bus.add_patterns(sub, [TopicPattern("a.*")], since_seq=2, send=slow_send)
     bus.publish("a.x", {"after": True})
@@ -103,7 +104,9 @@ async def test_replay_does_not_repeat_what_old_patterns_delivered() -> None:
 
 
 async def test_subscribe_rpc_shapes(client: Client) -> None:
-    result = await client.call("events.subscribe", {"patterns": ["agent.*", "stream.**", "agent.*"]})
+    result = await client.call(
+        "events.subscribe", {"patterns": ["agent.*", "stream.**", "agent.*"]}
+    )
     assert result["subscribed"] == ["agent.*", "stream.**"]
     assert result["active_patterns"] == ["agent.*", "stream.**"]
     assert result["replayed"] == 0 and result["gap"] is False
@@ -126,7 +129,9 @@ async def test_subscribe_rpc_shapes(client: Client) -> None:
         ({"patterns": ["a.*"], "since_seq": 10**6}, None),
     ],
 )
-async def test_subscribe_rejects_bad_params(client: Client, params: dict[str, object], reason: str | None) -> None:
+async def test_subscribe_rejects_bad_params(
+    client: Client, params: dict[str, object], reason: str | None
+) -> None:
     with pytest.raises(AlephError) as info:
         await client.call("events.subscribe", params)
     assert info.value.code == -32602

@@ -7,7 +7,9 @@ import aleph_trio.protocol
 
 
 def test_all_matches_public_names() -> None:
-    public = {name for name in vars(aleph_trio) if not name.startswith("_") or name == "__version__"}
+    public = {
+        name for name in vars(aleph_trio) if not name.startswith("_") or name == "__version__"
+    }
     modules = {name for name in public if type(getattr(aleph_trio, name)).__name__ == "module"}
     assert set(aleph_trio.__all__) == public - modules
     assert len(aleph_trio.__all__) == len(set(aleph_trio.__all__))

@@ -145,7 +145,11 @@ class SchemaStrategies:
     part of what the schema allows (component names, topic patterns).
     """
 
-    def __init__(self, root: dict[str, Any], hints: dict[tuple[str, ...], st.SearchStrategy[Any]] | None = None) -> None:
+    def __init__(
+        self,
+        root: dict[str, Any],
+        hints: dict[tuple[str, ...], st.SearchStrategy[Any]] | None = None,
+    ) -> None:
         self.root = root
         self.defs: dict[str, Any] = root.get("$defs", {})
         self.hints = hints or {}
@@ -231,14 +235,17 @@ class SchemaStrategies:
             high = int(schema["exclusiveMaximum"]) - 1
         return (None if low is None else int(low)), (None if high is None else int(high))
 
-    def _valid_object(self, schema: dict[str, Any], path: tuple[str, ...]) -> st.SearchStrategy[Any]:
+    def _valid_object(
+        self, schema: dict[str, Any], path: tuple[str, ...]
+    ) -> st.SearchStrategy[Any]:
         properties: dict[str, Any] = schema.get("properties", {})
         required = set(schema.get("required", []))
         extra = schema.get("additionalProperties", True)
         if not properties and extra is True:
             return json_objects
         fields = [
-            (name, name in required, self.valid(sub, (*path, name))) for name, sub in properties.items()
+            (name, name in required, self.valid(sub, (*path, name)))
+            for name, sub in properties.items()
         ]
         more: st.SearchStrategy[dict[str, Any]] = st.just({})
         if isinstance(extra, dict):
@@ -288,7 +295,9 @@ class SchemaStrategies:
                 .map(lambda v: (v, "a fraction"))
             )
         if "boolean" in allowed and "string" not in allowed:
-            options.append(st.sampled_from(["true", "false", "1", "0"]).map(lambda v: (v, "a boolean string")))
+            options.append(
+                st.sampled_from(["true", "false", "1", "0"]).map(lambda v: (v, "a boolean string"))
+            )
         branches = schema.get("anyOf", [schema])
         for branch in branches:
             others = set().union(*(self.allowed_types(b) for b in branches if b is not branch))
@@ -297,7 +306,9 @@ class SchemaStrategies:
         if "enum" in schema:
             enum = schema["enum"]
             options.append(
-                st.text(max_size=12).filter(lambda s: s not in enum).map(lambda v: (v, "not in the enum"))
+                st.text(max_size=12)
+                .filter(lambda s: s not in enum)
+                .map(lambda v: (v, "not in the enum"))
             )
         return st.one_of(options)
 
@@ -307,19 +318,39 @@ class SchemaStrategies:
         if kind == "integer":
             low, high = self._int_bounds(schema)
             if low is not None:
-                out.append(st.integers(max_value=low - 1, min_value=low - 2**70).map(lambda v: (v, "below minimum")))
+                out.append(
+                    st.integers(max_value=low - 1, min_value=low - 2**70).map(
+                        lambda v: (v, "below minimum")
+                    )
+                )
             if high is not None:
-                out.append(st.integers(min_value=high + 1, max_value=high + 2**70).map(lambda v: (v, "above maximum")))
+                out.append(
+                    st.integers(min_value=high + 1, max_value=high + 2**70).map(
+                        lambda v: (v, "above maximum")
+                    )
+                )
         if kind == "number":
             if "exclusiveMinimum" in schema:
                 bound = schema["exclusiveMinimum"]
-                out.append(st.sampled_from([bound, bound - 1, -1e300]).map(lambda v: (v, "not above the exclusive minimum")))
+                out.append(
+                    st.sampled_from([bound, bound - 1, -1e300]).map(
+                        lambda v: (v, "not above the exclusive minimum")
+                    )
+                )
             if "minimum" in schema:
                 bound = schema["minimum"]
-                out.append(st.sampled_from([bound - 0.5, bound - 1, -1e300]).map(lambda v: (v, "below minimum")))
+                out.append(
+                    st.sampled_from([bound - 0.5, bound - 1, -1e300]).map(
+                        lambda v: (v, "below minimum")
+                    )
+                )
             if "maximum" in schema:
                 bound = schema["maximum"]
-                out.append(st.sampled_from([bound + 0.5, bound + 1, 1e300]).map(lambda v: (v, "above maximum")))
+                out.append(
+                    st.sampled_from([bound + 0.5, bound + 1, 1e300]).map(
+                        lambda v: (v, "above maximum")
+                    )
+                )
         if kind == "string":
             if schema.get("minLength", 0) > 0:
                 low = schema["minLength"]
@@ -340,7 +371,11 @@ class SchemaStrategies:
             if "maxItems" in schema:
                 item = self.valid(schema.get("items", {}), ("?",))
                 high = schema["maxItems"]
-                out.append(st.lists(item, min_size=high + 1, max_size=high + 1).map(lambda v: (v, "too many items")))
+                out.append(
+                    st.lists(item, min_size=high + 1, max_size=high + 1).map(
+                        lambda v: (v, "too many items")
+                    )
+                )
         return out
 
     def mutate(self, schema: dict[str, Any], value: object) -> st.SearchStrategy[Mutation]:
@@ -357,7 +392,13 @@ class SchemaStrategies:
         return schema
 
     def _mutate(
-        self, draw: st.DrawFn, schema: dict[str, Any], value: object, path: tuple[str | int, ...], *, root: bool = False
+        self,
+        draw: st.DrawFn,
+        schema: dict[str, Any],
+        value: object,
+        path: tuple[str | int, ...],
+        *,
+        root: bool = False,
     ) -> Mutation:
         whole = schema
         schema = self._branch(schema, value)
@@ -396,7 +437,9 @@ class SchemaStrategies:
         if choice == "missing":
             assert isinstance(value, dict)
             key = draw(st.sampled_from(sorted(k for k in schema["required"] if k in value)))
-            return Mutation({k: v for k, v in value.items() if k != key}, (*path, key), "a missing required key")
+            return Mutation(
+                {k: v for k, v in value.items() if k != key}, (*path, key), "a missing required key"
+            )
         wrong, what = draw(self.wrong_here(whole))
         return Mutation(wrong, path, what)
 
@@ -417,7 +460,9 @@ def _object_of(
 
 
 @st.composite
-def _mutation_of(draw: st.DrawFn, strategies: SchemaStrategies, schema: dict[str, Any], value: object) -> Mutation:
+def _mutation_of(
+    draw: st.DrawFn, strategies: SchemaStrategies, schema: dict[str, Any], value: object
+) -> Mutation:
     return strategies._mutate(draw, schema, value, (), root=True)
 
 
@@ -446,7 +491,9 @@ def format_path(path: tuple[str | int, ...], root: str = "$") -> str:
 
 # -- per-method strategies ----------------------------------------------------------------------
 
-TOPIC_PATTERNS = st.from_regex(r"(\*\*|[A-Za-z0-9_*-]{1,8})(\.(\*\*|[A-Za-z0-9_*-]{1,8})){0,3}", fullmatch=True)
+TOPIC_PATTERNS = st.from_regex(
+    r"(\*\*|[A-Za-z0-9_*-]{1,8})(\.(\*\*|[A-Za-z0-9_*-]{1,8})){0,3}", fullmatch=True
+)
 
 
 def _hints(name: str) -> dict[tuple[str, ...], st.SearchStrategy[Any]]:
@@ -560,7 +607,11 @@ def expect_error(*codes: int, path: str | None = None, message: str | None = Non
             if not isinstance(errors, list) or not errors:
                 return f"expected error.data.errors listing {path!r}, got {error!r}"
             for entry in errors:
-                if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("message"), str)):
+                if not (
+                    isinstance(entry, dict)
+                    and isinstance(entry.get("path"), str)
+                    and isinstance(entry.get("message"), str)
+                ):
                     return f"malformed entry in error.data.errors: {entry!r}"
             if path not in [e["path"] for e in errors]:
                 return f"expected {path!r} among the paths of {errors!r}"
@@ -569,7 +620,9 @@ def expect_error(*codes: int, path: str | None = None, message: str | None = Non
     return check
 
 
-def expect_result(check_result: Callable[[Any], str | None] | None = None, *, or_codes: tuple[int, ...] = ()) -> Check:
+def expect_result(
+    check_result: Callable[[Any], str | None] | None = None, *, or_codes: tuple[int, ...] = ()
+) -> Check:
     def check(reply: dict[str, Any]) -> str | None:
         if "error" in reply:
             if reply["error"]["code"] in or_codes:
@@ -598,12 +651,19 @@ def _health_ok(result: Any) -> str | None:
 
 
 def _connect_ok(result: Any) -> str | None:
-    if not (isinstance(result, dict) and result.get("authenticated") is True and result.get("role") == "owner"):
+    if not (
+        isinstance(result, dict)
+        and result.get("authenticated") is True
+        and result.get("role") == "owner"
+    ):
         return f"connect did not authenticate as owner: {result!r}"
     return None
 
 
-RESULT_CHECKS: dict[str, Callable[[Any], str | None]] = {"health": _health_ok, "connect": _connect_ok}
+RESULT_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "health": _health_ok,
+    "connect": _connect_ok,
+}
 
 
 # -- frames -------------------------------------------------------------------------------------
@@ -650,7 +710,9 @@ class FrameBuilder:
     def new_id(self) -> object:
         self.counter += 1
         n = self.counter
-        form = self.draw(st.sampled_from(["int", "int", "str", "str", "big", "neg", "null"]), label="id form")
+        form = self.draw(
+            st.sampled_from(["int", "int", "str", "str", "big", "neg", "null"]), label="id form"
+        )
         if form == "int":
             return n
         if form == "neg":
@@ -677,13 +739,23 @@ class FrameBuilder:
         if mode == "array":
             return mode, draw(st.lists(json_values, max_size=3), label="array params"), None
         if mode == "other":
-            return mode, draw(st.one_of(st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=6))), None
+            return (
+                mode,
+                draw(
+                    st.one_of(
+                        st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=6)
+                    )
+                ),
+                None,
+            )
         valid = draw(method.strategies.valid(method.schema), label=f"{method.name} params")
         if method.name == "connect":
             valid = self._connect_token(valid)
         if mode == "valid" or not method.has_params_class:
             return "valid", valid, None
-        mutation = draw(method.strategies.mutate(method.schema, valid), label=f"{method.name} broken")
+        mutation = draw(
+            method.strategies.mutate(method.schema, valid), label=f"{method.name} broken"
+        )
         return mode, mutation.value, mutation
 
     def _connect_token(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -715,7 +787,12 @@ class FrameBuilder:
                 params = draw(json_objects)
         else:
             mode, params, mutation = self.params_for(method)
-        if method is not None and method.name == "connect" and notification and mode in ("valid", "absent"):
+        if (
+            method is not None
+            and method.name == "connect"
+            and notification
+            and mode in ("valid", "absent")
+        ):
             notification = False  # a failed connect notification still counts against the limit
         doc: dict[str, Any] = {"jsonrpc": "2.0", "method": name}
         if params is not ABSENT:
@@ -735,10 +812,19 @@ class FrameBuilder:
         keys = draw(st.permutations(list(doc)), label="member order")
         doc = {k: doc[k] for k in keys}
         stage = "frame" if mode == "array" else "call"
-        return Element(doc, Expect(id_, note, self._expected(method, name, mode, params, mutation), stage), note)
+        return Element(
+            doc,
+            Expect(id_, note, self._expected(method, name, mode, params, mutation), stage),
+            note,
+        )
 
     def _expected(
-        self, method: MethodInfo | None, name: str, mode: str, params: object, mutation: Mutation | None
+        self,
+        method: MethodInfo | None,
+        name: str,
+        mode: str,
+        params: object,
+        mutation: Mutation | None,
     ) -> Check:
         if mode == "array":
             return expect_error(INVALID_PARAMS)
@@ -759,7 +845,9 @@ class FrameBuilder:
 
     def invalid_element(self, *, in_batch: bool) -> Element:
         draw = self.draw
-        kind = draw(st.sampled_from(["version", "method", "id", "not an object"]), label="invalid kind")
+        kind = draw(
+            st.sampled_from(["version", "method", "id", "not an object"]), label="invalid kind"
+        )
         doc: dict[str, Any] = {"jsonrpc": "2.0", "method": "health"}
         if draw(st.booleans()):
             doc["id"] = self.new_id()
@@ -772,17 +860,28 @@ class FrameBuilder:
             if draw(st.booleans()):
                 del doc["method"]
             else:
-                doc["method"] = draw(st.sampled_from(["", None, 5, True, ["health"], {"m": "health"}]))
+                doc["method"] = draw(
+                    st.sampled_from(["", None, 5, True, ["health"], {"m": "health"}])
+                )
         elif kind == "id":
             doc["id"] = draw(st.sampled_from([True, False, 1.5, 2.0, [1], {"id": 1}, -0.5]))
         else:
             return Element(
                 # (an array on its own would be a batch, not an element)
-                draw(st.one_of(json_scalars, st.lists(json_scalars, max_size=2)) if in_batch else json_scalars, label="element"),
+                draw(
+                    st.one_of(json_scalars, st.lists(json_scalars, max_size=2))
+                    if in_batch
+                    else json_scalars,
+                    label="element",
+                ),
                 Expect(None, "non-object element", expect_error(INVALID_REQUEST), "frame"),
                 "non-object element",
             )
-        return Element(doc, Expect(None, f"invalid ({kind})", expect_error(INVALID_REQUEST), "frame"), f"invalid ({kind})")
+        return Element(
+            doc,
+            Expect(None, f"invalid ({kind})", expect_error(INVALID_REQUEST), "frame"),
+            f"invalid ({kind})",
+        )
 
     def element(self, *, in_batch: bool = False) -> Element:
         if self.draw(st.integers(0, 5), label="invalid element?") == 0:
@@ -792,7 +891,12 @@ class FrameBuilder:
     def frame(self) -> Frame:
         draw = self.draw
         kind = draw(
-            st.sampled_from(["single"] * 6 + ["batch"] * 3 + ["notifications"] + ["empty batch", "garbage", "binary", "json"]),
+            st.sampled_from(
+                ["single"] * 6
+                + ["batch"] * 3
+                + ["notifications"]
+                + ["empty batch", "garbage", "binary", "json"]
+            ),
             label="frame kind",
         )
         if kind == "single":
@@ -814,18 +918,43 @@ class FrameBuilder:
             )
         if kind == "empty batch":
             text = draw(st.sampled_from(["[]", " [ ] ", "[\n]"]))
-            return Frame(text, False, (Expect(None, "empty batch", expect_error(INVALID_REQUEST), "frame"),), "empty batch")
+            return Frame(
+                text,
+                False,
+                (Expect(None, "empty batch", expect_error(INVALID_REQUEST), "frame"),),
+                "empty batch",
+            )
         if kind == "garbage":
-            text = draw(st.one_of(st.text(max_size=30), _truncated_request()).filter(_not_json), label="garbage")
-            return Frame(text, False, (Expect(None, "garbage", expect_error(PARSE_ERROR), "frame"),), f"garbage {text!r}")
+            text = draw(
+                st.one_of(st.text(max_size=30), _truncated_request()).filter(_not_json),
+                label="garbage",
+            )
+            return Frame(
+                text,
+                False,
+                (Expect(None, "garbage", expect_error(PARSE_ERROR), "frame"),),
+                f"garbage {text!r}",
+            )
         if kind == "binary":
             data = draw(
-                st.one_of(st.binary(max_size=30), st.just(b'{"jsonrpc":"2.0","id":1,"method":"health"}')),
+                st.one_of(
+                    st.binary(max_size=30), st.just(b'{"jsonrpc":"2.0","id":1,"method":"health"}')
+                ),
                 label="binary",
             )
-            return Frame(data, False, (Expect(None, "binary frame", expect_error(INVALID_REQUEST), "frame"),), f"binary {data!r}")
+            return Frame(
+                data,
+                False,
+                (Expect(None, "binary frame", expect_error(INVALID_REQUEST), "frame"),),
+                f"binary {data!r}",
+            )
         value = draw(json_scalars, label="json scalar")
-        return Frame(dumps(value), False, (Expect(None, "json scalar", expect_error(INVALID_REQUEST), "frame"),), f"json {value!r}")
+        return Frame(
+            dumps(value),
+            False,
+            (Expect(None, "json scalar", expect_error(INVALID_REQUEST), "frame"),),
+            f"json {value!r}",
+        )
 
 
 ABSENT = object()
@@ -837,7 +966,9 @@ _UNKNOWN_METHODS = st.one_of(
 
 @st.composite
 def _truncated_request(draw: st.DrawFn) -> str:
-    text = dumps({"jsonrpc": "2.0", "id": draw(big_ints), "method": "echo", "params": draw(json_objects)})
+    text = dumps(
+        {"jsonrpc": "2.0", "id": draw(big_ints), "method": "echo", "params": draw(json_objects)}
+    )
     return text[: draw(st.integers(1, len(text) - 1))]
 
 
@@ -853,7 +984,9 @@ def _not_json(text: str) -> bool:
 
 
 @st.composite
-def frames_for(draw: st.DrawFn, methods: list[MethodInfo], *, min_size: int = 1, max_size: int = 12) -> list[Frame]:
+def frames_for(
+    draw: st.DrawFn, methods: list[MethodInfo], *, min_size: int = 1, max_size: int = 12
+) -> list[Frame]:
     builder = FrameBuilder(draw, methods)
     count = draw(st.integers(min_size, max_size), label="frames")
     return [builder.frame() for _ in range(count)]
@@ -916,7 +1049,9 @@ def check_event(doc: dict[str, Any], seen: list[dict[str, Any]]) -> None:
 
 
 @contextlib.asynccontextmanager
-async def raw_connection(gateway: Gateway, *, authenticate: bool = True) -> AsyncIterator[RawClient]:
+async def raw_connection(
+    gateway: Gateway, *, authenticate: bool = True
+) -> AsyncIterator[RawClient]:
     a, b = trio.socket.socketpair()
     client_stream, server_stream = trio.SocketStream(a), trio.SocketStream(b)
     try:
@@ -945,7 +1080,9 @@ async def raw_connection(gateway: Gateway, *, authenticate: bool = True) -> Asyn
 async def fresh_gateway() -> AsyncIterator[Gateway]:
     """A new gateway per example; log levels the example changes are put back afterwards."""
     loggers = [logging.getLogger("aleph_trio")] + [
-        logging.getLogger(name) for name in list(logging.root.manager.loggerDict) if name.startswith("aleph_trio.")
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("aleph_trio.")
     ]
     levels = {lg.name: lg.level for lg in loggers}
     try:
@@ -1034,7 +1171,9 @@ def check_replies(frames: list[Frame], replies: list[object]) -> None:
     batches_owed = [f for f in frames if f.batch and f.expects]
     batches_got = [r for r in replies if isinstance(r, list)]
     if len(batches_owed) != len(batches_got):
-        problems.append(f"{len(batches_got)} batch answers for {len(batches_owed)} batches that owed one")
+        problems.append(
+            f"{len(batches_got)} batch answers for {len(batches_owed)} batches that owed one"
+        )
     # A batch answer belongs to the batch that sent one of its non-null ids.
     owner_of: dict[tuple[str, object], int] = {}
     for index, frame in enumerate(batches_owed):
@@ -1062,7 +1201,9 @@ def check_replies(frames: list[Frame], replies: list[object]) -> None:
         for problem in match_responses(list(frame.expects or ()), answer):
             problems.append(f"in the answer to [{frame.note}]: {problem}")
     rest = [batches_owed[i] for i in sorted(unclaimed_frames)]
-    if not perfect_matching(rest, anonymous, lambda f, a: not match_responses(list(f.expects or ()), a)):
+    if not perfect_matching(
+        rest, anonymous, lambda f, a: not match_responses(list(f.expects or ()), a)
+    ):
         problems.append(
             "batch answers without ids do not match the batches that owed them:\n  owed: "
             + " | ".join(f.note for f in rest)
@@ -1137,10 +1278,14 @@ async def test_every_method_valid_and_wrong_params(data: st.DataObject) -> None:
                     assert same_json(reply["result"], valid)
                 if not method.has_params_class:
                     continue
-                broken = data.draw(strategies.mutate(method.schema, valid), label=f"{method.name} broken")
+                broken = data.draw(
+                    strategies.mutate(method.schema, valid), label=f"{method.name} broken"
+                )
                 reply = await client.call(method.name, broken.value)  # type: ignore[arg-type]
                 problem = expect_error(INVALID_PARAMS, path=format_path(broken.path))(reply)
-                assert problem is None, f"{method.name} with {broken.what} at {format_path(broken.path)}: {problem}"
+                assert problem is None, (
+                    f"{method.name} with {broken.what} at {format_path(broken.path)}: {problem}"
+                )
             health = await client.call("health")
             assert _health_ok(health["result"]) is None
 
@@ -1154,14 +1299,20 @@ async def test_numeric_strings_are_never_coerced(data: st.DataObject) -> None:
         for method in methods_of(gateway):
             schema = method.strategies.resolve(method.schema)
             for name, sub in schema.get("properties", {}).items():
-                if "integer" in method.strategies.allowed_types(sub) and "string" not in method.strategies.allowed_types(sub):
+                if "integer" in method.strategies.allowed_types(
+                    sub
+                ) and "string" not in method.strategies.allowed_types(sub):
                     cases.append((method, name))
         assert cases, "no method takes an integer parameter any more"
         async with raw_connection(gateway) as client:
             for method, name in cases:
-                valid = data.draw(method.strategies.valid(method.schema), label=f"{method.name} params")
+                valid = data.draw(
+                    method.strategies.valid(method.schema), label=f"{method.name} params"
+                )
                 number = data.draw(st.one_of(st.integers(0, 1000), big_ints), label="number")
-                text = data.draw(st.sampled_from([str(number), f" {number}", f"{number}.0", hex(abs(number))]))
+                text = data.draw(
+                    st.sampled_from([str(number), f" {number}", f"{number}.0", hex(abs(number))])
+                )
                 reply = await client.call(method.name, {**valid, name: text})
                 problem = expect_error(INVALID_PARAMS, path=f"$.{name}")(reply)
                 assert problem is None, f"{method.name} {name}={text!r}: {problem}"
@@ -1181,7 +1332,9 @@ async def test_before_authentication_only_connect_runs(data: st.DataObject) -> N
                 pre_auth.append(frame)
                 continue
             expects = tuple(
-                e if e.stage == "frame" else Expect(e.id, e.what + " (before connect)", expect_error(AUTH_REQUIRED))
+                e
+                if e.stage == "frame"
+                else Expect(e.id, e.what + " (before connect)", expect_error(AUTH_REQUIRED))
                 for e in frame.expects
             )
             pre_auth.append(attrs.evolve(frame, expects=expects))
@@ -1225,7 +1378,9 @@ async def test_config_validate_agrees_with_config_schema(data: st.DataObject) ->
             broken = data.draw(strategies.mutate(schema, doc), label="broken config")
             result = (await client.call("config.validate", {"config": broken.value}))["result"]
             where = format_path(broken.path, root="")
-            assert result["valid"] is False, f"{broken.what} at {where!r} was accepted: {broken.value!r}"
+            assert result["valid"] is False, (
+                f"{broken.what} at {where!r} was accepted: {broken.value!r}"
+            )
             paths = [e["path"] for e in result["errors"]]
             assert where in paths, f"{broken.what} at {where!r}: errors name {paths}"
 
@@ -1238,10 +1393,15 @@ async def test_config_validate_agrees_with_config_schema(data: st.DataObject) ->
         ({"logging": {"components": {"cron": 5}}}, "logging.components.cron"),
         # the schema's pattern ^[A-Za-z_][A-Za-z0-9_]*$ does not match a trailing newline
         ({"auth": {"token": {"env": "TOKEN\n"}}}, "auth.token.env"),
-        ({"providers": {"p": {"kind": "openai", "api_key": {"env": "KEY\n"}}}}, "providers.p.api_key.env"),
+        (
+            {"providers": {"p": {"kind": "openai", "api_key": {"env": "KEY\n"}}}},
+            "providers.p.api_key.env",
+        ),
     ],
 )
-async def test_config_validate_names_the_broken_path(gateway: Gateway, doc: dict[str, Any], path: str) -> None:
+async def test_config_validate_names_the_broken_path(
+    gateway: Gateway, doc: dict[str, Any], path: str
+) -> None:
     async with raw_connection(gateway) as client:
         result = (await client.call("config.validate", {"config": doc}))["result"]
         assert result["valid"] is False, f"{doc!r} was accepted"

@@ -18,6 +18,7 @@ from aleph_trio.protocol import (
     AlephError,
     Dropped,
     ErrorCode,
+    Invalid as InvalidItem,
     InvalidParams,
     InvalidRequest,
     Message,
@@ -29,7 +30,6 @@ from aleph_trio.protocol import (
     encode_result,
     parse_message,
 )
-from aleph_trio.protocol import Invalid as InvalidItem
 
 PARSE_ERROR = int(ErrorCode.PARSE_ERROR)
 INVALID_REQUEST = int(ErrorCode.INVALID_REQUEST)
@@ -69,7 +69,9 @@ methods = st.one_of(
     st.sampled_from(["echo", "health", "connect", "events.subscribe", "rpc.discover", "a.b.c"]),
     st.text(min_size=1, max_size=30),
 )
-bad_methods = st.one_of(st.just(""), st.none(), st.booleans(), big_ints, finite_floats, st.lists(st.text(), max_size=2))
+bad_methods = st.one_of(
+    st.just(""), st.none(), st.booleans(), big_ints, finite_floats, st.lists(st.text(), max_size=2)
+)
 bad_versions = st.one_of(
     st.sampled_from(["2", "2.00", "1.0", "2.0 ", " 2.0", "", "2.1"]),
     st.none(),
@@ -78,7 +80,9 @@ bad_versions = st.one_of(
     st.just(2.0),
     st.text(max_size=5).filter(lambda s: s != "2.0"),
 )
-non_object_params = st.one_of(st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=10))
+non_object_params = st.one_of(
+    st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=10)
+)
 array_params = st.lists(json_values, max_size=4)
 
 
@@ -101,7 +105,9 @@ def request_like(draw: st.DrawFn) -> dict[str, Any]:
         doc["id"] = draw(valid_ids)
     elif id_kind == "bad":
         doc["id"] = draw(bad_ids)
-    params_kind = draw(st.sampled_from(["object", "object", "missing", "missing", "array", "other"]))
+    params_kind = draw(
+        st.sampled_from(["object", "object", "missing", "missing", "array", "other"])
+    )
     if params_kind == "object":
         doc["params"] = draw(json_objects)
     elif params_kind == "array":
@@ -183,7 +189,11 @@ class _Id:
         self.value = value
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Id) and type(self.value) is type(other.value) and self.value == other.value
+        return (
+            isinstance(other, _Id)
+            and type(self.value) is type(other.value)
+            and self.value == other.value
+        )
 
     def __hash__(self) -> int:
         return hash((type(self.value).__name__, self.value))
@@ -445,7 +455,10 @@ def test_bad_id_types_are_invalid_requests_with_null_id(id_: object, method: str
     assert [outcome_of(i) for i in message.items] == [("error", INVALID_REQUEST, None)]
 
 
-@given(st.integers(min_value=-(10**20), max_value=10**20), st.sampled_from(["{}.0", "{}e0", "{}.000", "{}E+0"]))
+@given(
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.sampled_from(["{}.0", "{}e0", "{}.000", "{}E+0"]),
+)
 def test_integral_float_id_is_not_an_integer(value: int, form: str) -> None:
     """``"id": 1.0`` is not an integer: not a valid id (§2: string, integer or null)."""
     text = '{"jsonrpc":"2.0","method":"echo","id":' + form.format(value) + "}"
@@ -460,7 +473,9 @@ def test_integral_float_id_is_not_an_integer(value: int, form: str) -> None:
 def test_array_params_on_a_request_is_invalid_params_with_its_id(
     id_: object, method: str, params: list[object]
 ) -> None:
-    message = parse_message(dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}))
+    message = parse_message(
+        dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params})
+    )
     [item] = message.items
     assert isinstance(item, InvalidItem)
     assert isinstance(item.error, InvalidParams)
@@ -519,7 +534,10 @@ def test_truncated_documents_are_parse_errors(doc: object, data: st.DataObject) 
     assert [outcome_of(i) for i in message.items] == [("error", PARSE_ERROR, None)]
 
 
-@given(st.integers(min_value=1, max_value=20_000), st.sampled_from(["[", '{"a":', '{"jsonrpc":"2.0","id":1,"method":"echo","params":{"p":[']))
+@given(
+    st.integers(min_value=1, max_value=20_000),
+    st.sampled_from(["[", '{"a":', '{"jsonrpc":"2.0","id":1,"method":"echo","params":{"p":[']),
+)
 def test_deep_nesting_never_raises(depth: int, opener: str) -> None:
     closers = {"[": "]", '{"a":': "}"}
     if opener.startswith('{"jsonrpc"'):
@@ -534,7 +552,11 @@ def test_deep_nesting_never_raises(depth: int, opener: str) -> None:
         assert isinstance(message.items[0], Request)
 
 
-@given(st.lists(st.sampled_from(["[", "]", "{", "}", ",", ":", '"', "0", "null", '"a"', " "]), max_size=200))
+@given(
+    st.lists(
+        st.sampled_from(["[", "]", "{", "}", ",", ":", '"', "0", "null", '"a"', " "]), max_size=200
+    )
+)
 def test_json_punctuation_soup_never_raises(tokens: list[str]) -> None:
     text = "".join(tokens)
     message = parse_message(text)

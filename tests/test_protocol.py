@@ -29,7 +29,9 @@ def one(text: str) -> object:
 
 
 def test_request_and_notification() -> None:
-    assert one('{"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}}') == Request(1, "echo", {"a": 1})
+    assert one('{"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":1}}') == Request(
+        1, "echo", {"a": 1}
+    )
     assert one('{"jsonrpc":"2.0","method":"echo"}') == Notification("echo", None)
     assert one('{"jsonrpc":"2.0","id":null,"method":"echo"}') == Request(None, "echo", None)
     assert one('{"jsonrpc":"2.0","id":"abc","method":"echo"}') == Request("abc", "echo", None)
@@ -98,12 +100,22 @@ def test_deep_nesting_is_a_parse_error_not_a_crash() -> None:
 
 
 def test_encodings_are_valid_json_rpc() -> None:
-    assert json.loads(encode_result("x", {"a": [1]})) == {"jsonrpc": "2.0", "id": "x", "result": {"a": [1]}}
-    err = json.loads(encode_error(None, InvalidParams("bad", errors=[{"path": "$.a", "message": "m"}])))
+    assert json.loads(encode_result("x", {"a": [1]})) == {
+        "jsonrpc": "2.0",
+        "id": "x",
+        "result": {"a": [1]},
+    }
+    err = json.loads(
+        encode_error(None, InvalidParams("bad", errors=[{"path": "$.a", "message": "m"}]))
+    )
     assert err == {
         "jsonrpc": "2.0",
         "id": None,
-        "error": {"code": -32602, "message": "bad", "data": {"errors": [{"path": "$.a", "message": "m"}]}},
+        "error": {
+            "code": -32602,
+            "message": "bad",
+            "data": {"errors": [{"path": "$.a", "message": "m"}]},
+        },
     }
     assert json.loads(encode_notification("event", {"seq": 1})) == {
         "jsonrpc": "2.0",

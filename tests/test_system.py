@@ -55,10 +55,16 @@ async def test_logs_levels_and_set_level(client: Client) -> None:
     levels = (await client.call("logs.levels"))["levels"]
     assert levels["gateway"] == "info"
     assert {"server", "auth", "events", "config", "rpc"} <= set(levels)
-    assert await client.call("logs.set_level", {"component": "auth", "level": "debug"}) == {"set": True}
+    assert await client.call("logs.set_level", {"component": "auth", "level": "debug"}) == {
+        "set": True
+    }
     assert (await client.call("logs.levels"))["levels"]["auth"] == "debug"
     assert logging.getLogger("aleph_trio.auth").getEffectiveLevel() == logging.DEBUG
-    for bad in ({"component": "auth", "level": "loud"}, {"component": "nope", "level": "info"}, {"component": "auth"}):
+    for bad in (
+        {"component": "auth", "level": "loud"},
+        {"component": "nope", "level": "info"},
+        {"component": "auth"},
+    ):
         with pytest.raises(AlephError) as info:
             await client.call("logs.set_level", bad)
         assert info.value.code == -32602
@@ -92,13 +98,29 @@ async def test_logs_entry_only_to_followers(gateway: Gateway) -> None:
             pytest.fail(f"non-follower got {event}")
 
 
-async def test_commands_list_matches_registry_and_validation(client: Client, gateway: Gateway) -> None:
+async def test_commands_list_matches_registry_and_validation(
+    client: Client, gateway: Gateway
+) -> None:
     commands = (await client.call("commands.list"))["commands"]
     names = [c["method"] for c in commands]
     assert names == sorted(m.name for m in gateway.registry)
-    assert {"connect", "health", "echo", "version", "logs.levels", "logs.set_level", "logs.tail",
-            "commands.list", "events.subscribe", "events.unsubscribe", "events.list",
-            "config.get", "config.reload", "config.validate", "config.schema"} == set(names)
+    assert {
+        "connect",
+        "health",
+        "echo",
+        "version",
+        "logs.levels",
+        "logs.set_level",
+        "logs.tail",
+        "commands.list",
+        "events.subscribe",
+        "events.unsubscribe",
+        "events.list",
+        "config.get",
+        "config.reload",
+        "config.validate",
+        "config.schema",
+    } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]
     assert tail["properties"]["lines"]["maximum"] == 1000

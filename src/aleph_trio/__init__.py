@@ -2,7 +2,11 @@
 
 from ._config import Config as Config
 from ._config_file import ConfigError as ConfigError, load_config as load_config
-from ._gateway import Gateway as Gateway, open_gateway as open_gateway, serve_gateway as serve_gateway
+from ._gateway import (
+    Gateway as Gateway,
+    open_gateway as open_gateway,
+    serve_gateway as serve_gateway,
+)
 from ._version import __version__ as __version__
 from .client import Client as Client, ClientEvent as ClientEvent, open_client as open_client
 from .protocol import AlephError as AlephError, ErrorCode as ErrorCode

@@ -28,12 +28,28 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the aleph_trio gateway (JSON-RPC 2.0 over WebSocket).",
     )
     p.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port to bind (default: server.port, 18790; 0 = any free port)")
-    p.add_argument("--config", metavar="PATH", help="config file (default: $ALEPH_TRIO_CONFIG or the user config dir)")
-    p.add_argument("--data-dir", metavar="PATH", help=f"where state lives (default: {default_data_dir()})")
-    p.add_argument("--no-auth", action="store_true", help="accept every connection as owner (local development only)")
+    p.add_argument(
+        "--port", type=int, help="port to bind (default: server.port, 18790; 0 = any free port)"
+    )
+    p.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file (default: $ALEPH_TRIO_CONFIG or the user config dir)",
+    )
+    p.add_argument(
+        "--data-dir", metavar="PATH", help=f"where state lives (default: {default_data_dir()})"
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="accept every connection as owner (local development only)",
+    )
     p.add_argument("--print-token", action="store_true", help="print the owner token on start-up")
-    p.add_argument("--log-level", choices=sorted(LEVELS, key=LEVELS.__getitem__), help="log level (default: logging.level)")
+    p.add_argument(
+        "--log-level",
+        choices=sorted(LEVELS, key=LEVELS.__getitem__),
+        help="log level (default: logging.level)",
+    )
     p.add_argument("--version", action="version", version=f"aleph_trio {__version__}")
     return p
 
@@ -74,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     if not auth.require_auth and not is_loopback(server.host):
         sys.stderr.write(
-            f"aleph_trio: refusing to listen on {server.host} without authentication: anyone who can "
-            "reach it could run commands as the owner. Bind a loopback address (127.0.0.1) or turn "
-            "authentication on.\n"
+            f"aleph_trio: refusing to listen on {server.host} without authentication: "
+            "anyone who can reach it could run commands as the owner. Bind a loopback "
+            "address (127.0.0.1) or turn authentication on.\n"
         )
         return EXIT_USAGE
 
@@ -90,12 +106,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trio.run(_serve, loaded, data_dir, args.print_token, args.log_level)
     except OSError as exc:
-        sys.stderr.write(f"aleph_trio: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}\n")
+        sys.stderr.write(
+            f"aleph_trio: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}\n"
+        )
         return 1
     return 0
 
 
-async def _serve(loaded: LoadedConfig, data_dir: Path | None, print_token: bool, log_level: str | None) -> None:
+async def _serve(
+    loaded: LoadedConfig, data_dir: Path | None, print_token: bool, log_level: str | None
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_gateway(loaded, data_dir=data_dir) as gateway:
             if log_level is not None:

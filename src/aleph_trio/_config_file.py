@@ -75,7 +75,9 @@ def parse_config_text(text: str, *, source: str = "") -> Config:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([{"path": "", "message": f"not valid TOML: {exc}"}], source=source) from None
+        raise ConfigError(
+            [{"path": "", "message": f"not valid TOML: {exc}"}], source=source
+        ) from None
     try:
         return config_from_dict(raw)
     except ConfigError as exc:
@@ -89,7 +91,9 @@ def load_config(path: Path) -> LoadedConfig:
     except FileNotFoundError:
         return LoadedConfig(Config(), "defaults", now_ts(), path)
     except OSError as exc:
-        raise ConfigError([{"path": "", "message": f"cannot read: {exc.strerror}"}], source=str(path)) from None
+        raise ConfigError(
+            [{"path": "", "message": f"cannot read: {exc.strerror}"}], source=str(path)
+        ) from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
@@ -152,7 +156,9 @@ _MISSING = object()
 
 
 def restart_warnings(keys: list[str]) -> list[str]:
-    return [f"{key} changed: it takes effect at the next start" for key in keys if key in RESTART_KEYS]
+    return [
+        f"{key} changed: it takes effect at the next start" for key in keys if key in RESTART_KEYS
+    ]
 
 
 def config_warnings(config: Config) -> list[str]:

@@ -65,16 +65,22 @@ class ConfigService:
         self._appliers.append(apply)
 
     async def reload(self, *, source: Literal["file", "rpc"]) -> ReloadOutcome:
-        """Re-read the file and apply it. A broken file raises :class:`ConfigError` and changes nothing."""
+        """Re-read the file and apply it; a broken one raises :class:`ConfigError`, changing nothing."""
         path = self.loaded.path
         if path is None:
-            return ReloadOutcome(False, [], ["this gateway was given its configuration directly; there is no file to reload"])
+            return ReloadOutcome(
+                False,
+                [],
+                ["this gateway was given its configuration directly; there is no file to reload"],
+            )
         async with self._lock:
             try:
                 new = await trio.to_thread.run_sync(load_config, path)
             except ConfigError as exc:
                 log.error("configuration not reloaded, keeping the running one: %s", exc)
-                self._bus.publish("config.reloaded", {"changed_keys": [], "valid": False, "errors": exc.errors})
+                self._bus.publish(
+                    "config.reloaded", {"changed_keys": [], "valid": False, "errors": exc.errors}
+                )
                 raise
             old = self.loaded.config
             keys = changed_keys(old, new.config)
@@ -94,9 +100,15 @@ class ConfigService:
         except ConfigError as exc:
             return {"valid": False, "errors": exc.errors, "warnings": []}
         keys = changed_keys(self.config, config)
-        return {"valid": True, "errors": [], "warnings": restart_warnings(keys) + config_warnings(config)}
+        return {
+            "valid": True,
+            "errors": [],
+            "warnings": restart_warnings(keys) + config_warnings(config),
+        }
 
-    async def serve_watcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def serve_watcher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Poll the file; apply a saved change once it has been still for ``DEBOUNCE_S``."""
         path = self.loaded.path
         assert path is not None

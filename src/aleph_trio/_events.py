@@ -132,9 +132,7 @@ class EventBus:
         self._seq += 1
         seq = self._seq
         ts = now_ts()
-        frame = encode_notification(
-            "event", {"topic": topic, "seq": seq, "ts": ts, "data": data}
-        )
+        frame = encode_notification("event", {"topic": topic, "seq": seq, "ts": ts, "data": data})
         event = Event(topic, seq, ts, data, run_id, principal_id, frame)
         if len(self._ring) == self._ring.maxlen:
             self._evicted_upto = self._ring[0].seq
@@ -186,7 +184,7 @@ class EventBus:
         since_seq: int | None = None,
         send: Callable[[Event], Awaitable[None]] | None = None,
     ) -> ReplayOutcome:
-        """Add patterns to ``sub``; with ``since_seq``, first replay buffered events through ``send``.
+        """Add patterns to ``sub``; with ``since_seq``, first replay buffered events via ``send``.
 
         While replaying, live delivery to ``sub`` is paused and everything it needs is taken from
         the ring instead, so the subscriber sees one strictly increasing sequence with nothing
@@ -239,4 +237,6 @@ class EventBus:
 
     def statistics(self) -> EventBusStatistics:
         oldest, head = self.replay_window()
-        return EventBusStatistics(head, len(self._subscribers), len(self._ring), oldest, self._overflows)
+        return EventBusStatistics(
+            head, len(self._subscribers), len(self._ring), oldest, self._overflows
+        )

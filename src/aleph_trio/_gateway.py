@@ -158,7 +158,9 @@ class Gateway:
             nursery.start_soon(self.serve_stream, server_stream)
             async with open_stream_client(client_stream) as client:
                 if authenticate:
-                    await client.authenticate(self._owner_token if token is None else token, client_id)
+                    await client.authenticate(
+                        self._owner_token if token is None else token, client_id
+                    )
                 yield client
             nursery.cancel_scope.deadline = trio.current_time() + 5
 
@@ -224,7 +226,9 @@ async def open_gateway(
             )
             _follow_logs(gateway, ring)
             if watch_config and loaded.path is not None:
-                await gateway.services.start(nursery, "config_watcher", gateway.settings.serve_watcher)
+                await gateway.services.start(
+                    nursery, "config_watcher", gateway.settings.serve_watcher
+                )
             try:
                 yield gateway
             finally:
@@ -253,6 +257,9 @@ async def serve_gateway(
     data_dir: str | os.PathLike[str] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Open a gateway and serve it until cancelled: ``port = await nursery.start(serve_gateway, cfg)``."""
+    """Open a gateway and serve it until cancelled.
+
+    ``port = await nursery.start(serve_gateway, config)``
+    """
     async with open_gateway(config, data_dir=data_dir) as gateway:
         await gateway.serve(host, port, task_status=task_status)

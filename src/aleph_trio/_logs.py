@@ -7,13 +7,13 @@ The library only ever touches loggers under ``aleph_trio``; it never configures 
 from __future__ import annotations
 
 import collections
+import datetime as _dt
 import logging
 import threading
 from collections.abc import Callable
 from typing import Any, final
 
 from ._clock import format_ts
-import datetime as _dt
 
 __all__ = ["COMPONENTS", "LEVELS", "LogRing", "component_logger", "level_name"]
 

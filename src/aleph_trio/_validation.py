@@ -51,7 +51,9 @@ class ValidationFailed(Exception):
         self.problems = problems
 
     def errors(self, *, root: str = "$") -> list[dict[str, str]]:
-        return [{"path": format_path(p.path, root=root), "message": p.message} for p in self.problems]
+        return [
+            {"path": format_path(p.path, root=root), "message": p.message} for p in self.problems
+        ]
 
 
 def format_path(path: tuple[PathSegment, ...], *, root: str = "$") -> str:
@@ -66,7 +68,7 @@ def format_path(path: tuple[PathSegment, ...], *, root: str = "$") -> str:
 
 
 def convert(value: object, cls: type[T]) -> T:
-    """Strictly convert ``value`` into ``cls`` (an attrs class) or raise :class:`ValidationFailed`."""
+    """Strictly convert ``value`` into attrs class ``cls``, or raise :class:`ValidationFailed`."""
     info = _class_info(cls)
     if isinstance(value, dict) and not info.nested and value.keys() <= info.names:
         try:

@@ -70,7 +70,9 @@ class Client:
 
     # -- calls -------------------------------------------------------------------------------
 
-    async def call(self, method: str, params: dict[str, Any] | None = None, *, timeout: float = math.inf) -> Any:
+    async def call(
+        self, method: str, params: dict[str, Any] | None = None, *, timeout: float = math.inf
+    ) -> Any:
         """Call ``method`` and return its result; an error answer raises :class:`AlephError`."""
         with trio.fail_after(timeout):
             await self._connected.wait()
@@ -90,7 +92,9 @@ class Client:
                 try:
                     reply = await recv.receive()
                 except trio.EndOfChannel:
-                    raise ConnectionLost(f"connection closed before {method} was answered") from None
+                    raise ConnectionLost(
+                        f"connection closed before {method} was answered"
+                    ) from None
             finally:
                 self._pending.pop(request_id, None)
         if "error" in reply:
@@ -124,7 +128,9 @@ class Client:
             self.boot_id = result["boot_id"]
         return result
 
-    async def subscribe(self, patterns: list[str], *, since_seq: int | None = None) -> dict[str, Any]:
+    async def subscribe(
+        self, patterns: list[str], *, since_seq: int | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"patterns": patterns}
         if since_seq is not None:
             params["since_seq"] = since_seq
@@ -138,6 +144,10 @@ class Client:
         """Events as they arrive (the buffer is bounded: a client that stops reading stalls)."""
         async for event in self._events_recv:
             yield event
+
+    async def wait_disconnected(self) -> None:
+        """Return once the current connection has gone away."""
+        await self._disconnected.wait()
 
     async def next_event(self, *, timeout: float = math.inf) -> ClientEvent:
         with trio.fail_after(timeout):
@@ -187,7 +197,9 @@ class Client:
             if isinstance(seq, int):
                 self.last_seq = seq if self.last_seq is None else max(self.last_seq, seq)
             await self._events_send.send(
-                ClientEvent(params.get("topic", ""), seq, params.get("ts"), params.get("data") or {})
+                ClientEvent(
+                    params.get("topic", ""), seq, params.get("ts"), params.get("data") or {}
+                )
             )
 
     async def _resume(self) -> None:
@@ -202,14 +214,21 @@ class Client:
         if restarted or reply.get("gap"):
             self.last_seq = None if restarted else self.last_seq
             reason = "gateway restarted" if restarted else "events were lost from the replay buffer"
-            await self._events_send.send(ClientEvent("client.resync", None, None, {"reason": reason}))
+            await self._events_send.send(
+                ClientEvent("client.resync", None, None, {"reason": reason})
+            )
 
 
 MAX_MESSAGE = 64 * 1024 * 1024
 
 
 async def _serve_stream(
-    client: Client, stream: trio.abc.Stream, host: str, resource: str, *, task_status: trio.TaskStatus[None]
+    client: Client,
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    *,
+    task_status: trio.TaskStatus[None],
 ) -> None:
     """Run one WebSocket on ``stream`` for ``client`` until it closes; always closes the stream.
 
@@ -226,14 +245,18 @@ async def _serve_stream(
                 await client._serve(ws)
             finally:
                 # Let the reader see the close handshake through (it ends at EOF), within reason.
-                nursery.cancel_scope.deadline = min(nursery.cancel_scope.deadline, trio.current_time() + 1)
+                nursery.cancel_scope.deadline = min(
+                    nursery.cancel_scope.deadline, trio.current_time() + 1
+                )
     finally:
         with trio.CancelScope(shield=True):
             await stream.aclose()
 
 
 @contextlib.asynccontextmanager
-async def open_stream_client(stream: trio.abc.Stream, *, host: str = "localhost") -> AsyncIterator[Client]:
+async def open_stream_client(
+    stream: trio.abc.Stream, *, host: str = "localhost"
+) -> AsyncIterator[Client]:
     """A client over an already-connected byte stream (used by ``Gateway.connect``)."""
     client = Client()
     async with trio.open_nursery() as nursery:

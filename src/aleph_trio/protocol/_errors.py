@@ -7,7 +7,7 @@
     │   ├── ParseError             -32700  not JSON / not UTF-8
     │   └── InvalidRequest         -32600  JSON, but not a request
     ├── MethodNotFound             -32601
-    ├── InvalidParams              -32602  ``data.errors`` lists ``{path, message}``; ``data.reason``
+    ├── InvalidParams              -32602  ``data.errors``: ``{path, message}``; ``data.reason``
     ├── InternalError              -32603
     ├── AuthRequired               -32000
     ├── AuthFailed                 -32001

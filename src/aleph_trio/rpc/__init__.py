@@ -2,7 +2,12 @@
 
 from ._context import CallContext as CallContext, Peer as Peer
 from ._dispatch import dispatch as dispatch
-from ._registry import Method as Method, Namespace as Namespace, NoParams as NoParams, Registry as Registry
+from ._registry import (
+    Method as Method,
+    Namespace as Namespace,
+    NoParams as NoParams,
+    Registry as Registry,
+)
 
 
 def build_registry() -> Registry:

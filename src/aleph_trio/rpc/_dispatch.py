@@ -35,7 +35,9 @@ async def dispatch(
     if method is None:
         raise MethodNotFound(method_name)
     if principal is not None and not principal.may_call(method.name, owner_only=method.owner_only):
-        raise PermissionDenied(f"Permission denied: {method.name} is not allowed for this connection")
+        raise PermissionDenied(
+            f"Permission denied: {method.name} is not allowed for this connection"
+        )
     decoded = method.decode(params)
     try:
         return await method.handler(ctx, decoded)

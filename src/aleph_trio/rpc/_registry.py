@@ -1,4 +1,4 @@
-"""The method registry: each method declares an attrs params class, a description and its role rules.
+"""The method registry: each method declares an attrs params class, a description, role rules.
 
 The params class is the single declaration behind three things: strict decoding of incoming params,
 the JSON Schema listed by ``commands.list``, and the handler's typed argument.
@@ -43,7 +43,7 @@ class Method:
         object.__setattr__(self, "schema", schema)
 
     def decode(self, params: dict[str, Any] | None) -> object:
-        """Params as the handler's attrs instance, or :class:`InvalidParams` listing every problem."""
+        """The params as the handler's attrs instance; :class:`InvalidParams` lists every problem."""
         if self.params is None:
             return {} if params is None else params
         try:
@@ -72,7 +72,10 @@ class Namespace:
         description: str,
         owner_only: bool = False,
         pre_auth: bool = False,
-    ) -> Callable[[Callable[[CallContext, P], Awaitable[object]]], Callable[[CallContext, P], Awaitable[object]]]:
+    ) -> Callable[
+        [Callable[[CallContext, P], Awaitable[object]]],
+        Callable[[CallContext, P], Awaitable[object]],
+    ]:
         def decorate(
             fn: Callable[[CallContext, P], Awaitable[object]],
         ) -> Callable[[CallContext, P], Awaitable[object]]:

@@ -17,10 +17,19 @@ from ._registry import Namespace, NoParams
 ns = Namespace()
 
 
-@ns.method("config.get", NoParams, description="The configuration in force, secrets shown as ***.", owner_only=True)
+@ns.method(
+    "config.get",
+    NoParams,
+    description="The configuration in force, secrets shown as ***.",
+    owner_only=True,
+)
 async def get(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     loaded = ctx.gateway.settings.loaded
-    return {"config": public_dict(loaded.config), "source": loaded.source, "loaded_at": loaded.loaded_at}
+    return {
+        "config": public_dict(loaded.config),
+        "source": loaded.source,
+        "loaded_at": loaded.loaded_at,
+    }
 
 
 @ns.method(
@@ -36,7 +45,11 @@ async def reload(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         raise InvalidParams(
             f"Invalid configuration, the running one is kept: {exc}", errors=exc.errors
         ) from None
-    return {"reloaded": outcome.reloaded, "changed_keys": outcome.changed_keys, "warnings": outcome.warnings}
+    return {
+        "reloaded": outcome.reloaded,
+        "changed_keys": outcome.changed_keys,
+        "warnings": outcome.warnings,
+    }
 
 
 @attrs.frozen
@@ -64,6 +77,8 @@ def _schema() -> dict[str, Any]:
     }
 
 
-@ns.method("config.schema", NoParams, description="The JSON Schema (draft 2020-12) of the config file.")
+@ns.method(
+    "config.schema", NoParams, description="The JSON Schema (draft 2020-12) of the config file."
+)
 async def schema(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return _schema()

@@ -26,7 +26,9 @@ def _compile(patterns: list[str]) -> list[TopicPattern]:
         if problem is not None:
             errors.append({"path": f"$.patterns[{i}]", "message": problem})
     if errors:
-        raise InvalidParams(f"Invalid params: {errors[0]['path']}: {errors[0]['message']}", errors=errors)
+        raise InvalidParams(
+            f"Invalid params: {errors[0]['path']}: {errors[0]['message']}", errors=errors
+        )
     unique = dict.fromkeys(patterns)
     return [TopicPattern(text) for text in unique]
 
@@ -77,7 +79,9 @@ async def subscribe(ctx: CallContext, params: SubscribeParams) -> dict[str, Any]
 
 @attrs.frozen
 class UnsubscribeParams:
-    patterns: Annotated[list[Annotated[str, Meta(max_length=256)]], Meta(min_length=1, max_length=256)]
+    patterns: Annotated[
+        list[Annotated[str, Meta(max_length=256)]], Meta(min_length=1, max_length=256)
+    ]
 
 
 @ns.method("events.unsubscribe", UnsubscribeParams, description="Remove topic patterns.")

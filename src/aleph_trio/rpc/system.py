@@ -115,7 +115,11 @@ async def logs_tail(ctx: CallContext, params: TailParams) -> dict[str, Any]:
     return {"entries": entries}
 
 
-@ns.method("commands.list", NoParams, description="Every method this gateway answers, with its params schema.")
+@ns.method(
+    "commands.list",
+    NoParams,
+    description="Every method this gateway answers, with its params schema.",
+)
 async def commands_list(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {
         "commands": [

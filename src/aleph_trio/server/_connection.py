@@ -129,7 +129,7 @@ class Connection:
                     nursery.cancel_scope.cancel()
         finally:
             if self._close_code is None and trio.current_effective_deadline() == -math.inf:
-                # Cancelled from outside (our own closes use our own scope): the gateway is stopping.
+                # Cancelled from outside (our own closes use our own scope): the gateway stops.
                 self._close_code = (1001, "gateway stopping")
             gateway.bus.unsubscribe(self._subscriber)
             code, reason = self._close_code or (1000, "")
@@ -251,5 +251,3 @@ class Connection:
             "in_flight": self._gateway.config.server.max_in_flight - self._in_flight.value,
             "patterns": sorted(self._subscriber.patterns),
         }
-
-

@@ -101,7 +101,10 @@ class WebSocketTransport:
 
     async def reject(self, status: int, body: str) -> None:
         payload = body.encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(payload)).encode())]
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
         data = self._ws.send(RejectConnection(status_code=status, headers=headers, has_body=True))
         data += self._ws.send(RejectData(data=payload, body_finished=True))
         await self._send_raw(data)
