@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import msgspec
@@ -14,6 +14,9 @@ import platformdirs
 from ._clock import now_ts
 from ._config import Config, EnvSecret
 from ._validation import ValidationFailed, convert
+
+if TYPE_CHECKING:
+    from attrs import AttrsInstance
 
 __all__ = [
     "ConfigError",
@@ -114,13 +117,14 @@ def _plain(config: object) -> Any:
 
 def public_dict(config: Config) -> dict[str, Any]:
     """The config as JSON with every secret field replaced by ``"***"``."""
-    return _redact(config, _plain(config))
+    redacted: dict[str, Any] = _redact(config, _plain(config))
+    return redacted
 
 
 def _redact(obj: object, plain: Any) -> Any:
     if attrs.has(type(obj)):
         out = dict(plain)
-        for field in attrs.fields(type(obj)):
+        for field in attrs.fields(cast("type[AttrsInstance]", type(obj))):
             value = getattr(obj, field.name)
             if field.metadata.get("secret"):
                 if isinstance(value, dict):
@@ -173,7 +177,7 @@ def config_warnings(config: Config) -> list[str]:
 def _secrets(obj: object, prefix: str = "") -> list[tuple[str, object]]:
     found: list[tuple[str, object]] = []
     if attrs.has(type(obj)):
-        for field in attrs.fields(type(obj)):
+        for field in attrs.fields(cast("type[AttrsInstance]", type(obj))):
             value = getattr(obj, field.name)
             path = f"{prefix}.{field.name}" if prefix else field.name
             if field.metadata.get("secret"):

@@ -65,7 +65,7 @@ class ConfigService:
         self._appliers.append(apply)
 
     async def reload(self, *, source: Literal["file", "rpc"]) -> ReloadOutcome:
-        """Re-read the file and apply it; a broken one raises :class:`ConfigError`, changing nothing."""
+        """Re-read the file and apply it; a broken file raises :class:`ConfigError`."""
         path = self.loaded.path
         if path is None:
             return ReloadOutcome(

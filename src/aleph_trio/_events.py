@@ -13,7 +13,7 @@ from __future__ import annotations
 import collections
 import itertools
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, final
 
 import attrs
@@ -101,7 +101,7 @@ class EventBus:
     _evicted_upto: int = 0
     _ring: collections.deque[Event] = attrs.field(init=False)
     _subscribers: dict[int, Subscriber] = attrs.Factory(dict)
-    _ids: Iterable[int] = attrs.Factory(lambda: itertools.count(1))
+    _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
     _overflows: int = 0
 
     def __attrs_post_init__(self) -> None:

@@ -12,7 +12,6 @@ One set of declarations (attrs classes whose fields may carry ``msgspec.Meta`` c
 
 from __future__ import annotations
 
-import functools
 import re
 import types
 import typing
@@ -93,8 +92,17 @@ class _ClassInfo:
     nested: bool
 
 
-@functools.cache
+_CLASS_INFO: dict[type, _ClassInfo] = {}
+
+
 def _class_info(cls: type) -> _ClassInfo:
+    info = _CLASS_INFO.get(cls)
+    if info is None:
+        info = _CLASS_INFO[cls] = _inspect(cls)
+    return info
+
+
+def _inspect(cls: type) -> _ClassInfo:
     hints = typing.get_type_hints(cls, include_extras=True)
     names = frozenset(f.name for f in attrs.fields(cls))
     nested = any(_mentions_attrs(hints[name]) for name in names)

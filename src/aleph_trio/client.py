@@ -238,7 +238,11 @@ async def _serve_stream(
     try:
         async with trio.open_nursery() as nursery:
             ws = await trio_websocket.wrap_client_stream(
-                nursery, stream, host, resource, max_message_size=MAX_MESSAGE
+                nursery,
+                stream,  # type: ignore[arg-type]  # any Trio stream works
+                host,
+                resource,
+                max_message_size=MAX_MESSAGE,
             )
             task_status.started()
             try:

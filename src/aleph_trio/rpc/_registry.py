@@ -43,7 +43,7 @@ class Method:
         object.__setattr__(self, "schema", schema)
 
     def decode(self, params: dict[str, Any] | None) -> object:
-        """The params as the handler's attrs instance; :class:`InvalidParams` lists every problem."""
+        """Params as the handler's attrs instance; :class:`InvalidParams` lists every problem."""
         if self.params is None:
             return {} if params is None else params
         try:

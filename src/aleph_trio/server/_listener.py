@@ -71,7 +71,7 @@ async def serve_listeners(
     gateway: Gateway,
     listeners: list[trio.SocketListener],
     *,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Accept on every listener until cancelled; each connection runs in the gateway's nursery."""
 

@@ -161,7 +161,7 @@ class WebSocketTransport:
             await self.abort()
             return False
         try:
-            self._ws.receive_data(data)
+            self._ws.receive_data(data)  # type: ignore[arg-type]  # bytearray works too
         except RemoteProtocolError as exc:
             code = 1002
             if isinstance(exc.event_hint, CloseConnection):
@@ -219,7 +219,7 @@ class WebSocketTransport:
                 if not data:
                     break
                 try:
-                    self._ws.receive_data(data)
+                    self._ws.receive_data(data)  # type: ignore[arg-type]
                 except RemoteProtocolError:
                     break
                 for _ in self._ws.events():
