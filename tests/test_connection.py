@@ -372,3 +372,14 @@ async def test_cancelling_serve_closes_clients_1001(data_dir: object) -> None:
                 await raw.call("connect", {"token": gateway.owner_token})
                 serving.cancel()
                 assert (await raw.wait_closed()).code == 1001
+
+
+async def test_unencodable_result_is_internal_error(open_raw: OpenRaw, gateway: Gateway) -> None:
+    async def bad(ctx: object, params: object) -> object:
+        return {"x": object()}
+
+    add_method(gateway, "test.bad_result", bad)
+    raw = await authed(open_raw, gateway)
+    reply = await raw.call("test.bad_result", id=1)
+    assert reply["error"]["code"] == -32603
+    assert (await raw.call("health", id=2))["result"]["status"] == "ok"

@@ -19,6 +19,7 @@ from ..protocol import (
     AlephError,
     Dropped,
     Invalid,
+    InternalError,
     InvalidRequest,
     Item,
     Notification,
@@ -196,7 +197,11 @@ class Connection:
             return None
         if isinstance(item, Notification):
             return None
-        return encode_result(item.id, result)
+        try:
+            return encode_result(item.id, result)
+        except (TypeError, ValueError, OverflowError, RecursionError):
+            log.exception("result of %s cannot be encoded as JSON", item.method)
+            return encode_error(item.id, InternalError(f"Internal error while running {item.method}"))
 
     # -- events ------------------------------------------------------------------------------
 
