@@ -40,7 +40,8 @@ Count = Annotated[int, Meta(ge=1)]
 class EnvSecret:
     """A secret read from an environment variable: ``api_key = {env = "OPENAI_API_KEY"}``."""
 
-    env: Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    # ``(?!\n)`` keeps Python's ``$`` from accepting a trailing newline; ECMA regexes agree.
+    env: Annotated[str, Meta(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(?!\n)$")]
 
 
 #: A secret is given inline or as ``{env = "NAME"}``; ``config.get`` always shows ``"***"``.

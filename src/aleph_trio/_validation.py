@@ -138,7 +138,7 @@ def _collect(value: object, tp: Any, path: tuple[PathSegment, ...]) -> list[Prob
             if not _collect(value, member, path):
                 return []
         return [Problem(path, f"expected {_describe(base)}")]
-    if origin is dict and _mentions_attrs(base):
+    if origin is dict:
         if not isinstance(value, dict):
             return [Problem(path, f"expected object, got {_json_type(value)}")]
         key_tp, value_tp = typing.get_args(base)
@@ -147,11 +147,13 @@ def _collect(value: object, tp: Any, path: tuple[PathSegment, ...]) -> list[Prob
             problems += _leaf(key, key_tp, (*path, str(key)))
             problems += _collect(item, value_tp, (*path, str(key)))
         return problems
-    if origin in (list, tuple) and _mentions_attrs(base):
-        if not isinstance(value, list):
-            return [Problem(path, f"expected array, got {_json_type(value)}")]
+    if origin in (list, tuple) and isinstance(value, list):
+        problems = _leaf(value, tp, path)  # length constraints on the array itself
+        if not problems:
+            return []
         item_tp = typing.get_args(base)[0]
-        return [p for i, item in enumerate(value) for p in _collect(item, item_tp, (*path, i))]
+        per_item = [p for i, item in enumerate(value) for p in _collect(item, item_tp, (*path, i))]
+        return per_item or problems
     return _leaf(value, tp, path)
 
 

@@ -81,7 +81,7 @@ def parse_message(text: str | bytes) -> Message:
     """Parse one frame. Never raises: every problem becomes an :class:`Invalid` item."""
     try:
         doc = _decoder.decode(text)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError) as exc:
         return Message([Invalid(None, ParseError(f"Parse error: {_short(exc)}"))], batch=False)
     except RecursionError:
         return Message([Invalid(None, ParseError("Parse error: nesting too deep"))], batch=False)
