@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import uuid
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, final
 
+import attrs
 import trio
 
 from .._auth import OWNER, Principal
@@ -18,8 +19,8 @@ from .._logs import component_logger
 from ..protocol import (
     AlephError,
     Dropped,
-    Invalid,
     InternalError,
+    Invalid,
     InvalidRequest,
     Item,
     Notification,
@@ -43,6 +44,18 @@ log = component_logger("server")
 #: Message size limit before the connection has authenticated (PROTOCOL §1).
 PRE_AUTH_MAX_MESSAGE = 64 * 1024
 MAX_AUTH_FAILURES = 5
+
+
+@attrs.frozen
+class ConnectionStatistics:
+    connection_id: str
+    address: str
+    role: str | None
+    queued_frames: int
+    frames_sent: int
+    requests_handled: int
+    in_flight: int
+    patterns: tuple[str, ...]
 
 
 @final
@@ -201,7 +214,9 @@ class Connection:
             return encode_result(item.id, result)
         except (TypeError, ValueError, OverflowError, RecursionError):
             log.exception("result of %s cannot be encoded as JSON", item.method)
-            return encode_error(item.id, InternalError(f"Internal error while running {item.method}"))
+            return encode_error(
+                item.id, InternalError(f"Internal error while running {item.method}")
+            )
 
     # -- events ------------------------------------------------------------------------------
 
@@ -245,14 +260,14 @@ class Connection:
             self.close_soon(1011, "ping timeout")
             return
 
-    def statistics(self) -> dict[str, Any]:
-        return {
-            "connection_id": self._id,
-            "address": self._address,
-            "role": self._principal.role if self._principal else None,
-            "queued_frames": len(self._outbound),
-            "frames_sent": self._outbound.frames_sent,
-            "requests_handled": self.requests_handled,
-            "in_flight": self._gateway.config.server.max_in_flight - self._in_flight.value,
-            "patterns": sorted(self._subscriber.patterns),
-        }
+    def statistics(self) -> ConnectionStatistics:
+        return ConnectionStatistics(
+            connection_id=self._id,
+            address=self._address,
+            role=self._principal.role if self._principal else None,
+            queued_frames=len(self._outbound),
+            frames_sent=self._outbound.frames_sent,
+            requests_handled=self.requests_handled,
+            in_flight=self._gateway.config.server.max_in_flight - self._in_flight.value,
+            patterns=tuple(self._subscriber.patterns),
+        )
