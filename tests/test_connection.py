@@ -383,3 +383,9 @@ async def test_unencodable_result_is_internal_error(open_raw: OpenRaw, gateway: 
     reply = await raw.call("test.bad_result", id=1)
     assert reply["error"]["code"] == -32603
     assert (await raw.call("health", id=2))["result"]["status"] == "ok"
+
+
+async def test_connect_as_notification_does_not_authenticate(open_raw: OpenRaw, gateway: Gateway) -> None:
+    raw = await open_raw()
+    await raw.send_json({"jsonrpc": "2.0", "method": "connect", "params": {"token": gateway.owner_token}})
+    assert (await raw.call("health", id=1))["error"]["code"] == -32000

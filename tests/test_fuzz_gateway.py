@@ -1,4 +1,4 @@
-"""Property-based tests of the whole gateway, in process, over a raw WebSocket (PROTOCOL §2–3).
+"""Property-based tests of the whole gateway, in process, over a raw WebSocket (PROTOCOL §2-3).
 
 Each example opens a fresh gateway, connects one raw WebSocket client to it, pushes a random
 sequence of frames through it and then checks what came back:
@@ -30,7 +30,7 @@ import attrs
 import pytest
 import trio
 import trio_websocket
-from hypothesis import given, settings, strategies as st
+from hypothesis import Phase, given, settings, strategies as st
 
 from aleph_trio import Config, Gateway, open_gateway
 from aleph_trio.protocol import ErrorCode
@@ -50,6 +50,18 @@ SEMANTIC_CHECKS = frozenset({"events.subscribe", "logs.set_level", "config.reloa
 
 #: Wait for anything from the gateway at most this long (everything here is in memory).
 WAIT_S = 5.0
+
+#: Every phase but "explain": it re-runs failing examples under a line tracer, which with a
+#: gateway per example takes minutes and ends in pytest's timeout instead of a report.
+PHASES = tuple(phase for phase in Phase if phase is not Phase.explain)
+
+
+def examples(fraction: float) -> int:
+    """A share of the loaded profile's ``max_examples`` (each example starts a whole gateway)."""
+    profile = settings.default
+    assert profile is not None
+    return max(1, round(profile.max_examples * fraction))
+
 
 #: Placeholder replaced by the gateway's owner token when a frame is sent.
 OWNER_TOKEN = "\x00owner-token\x00"
@@ -206,15 +218,21 @@ class SchemaStrategies:
                 return floats
             return st.one_of(floats, st.integers(min_value=low, max_value=high))
         if kind == "string":
-            low = schema.get("minLength", 0)
-            high = schema.get("maxLength")
-            cap = max(low, MAX_TEXT) if high is None else min(high, max(low, MAX_TEXT))
+            min_len: int = schema.get("minLength", 0)
+            max_len: int | None = schema.get("maxLength")
+            cap = max(min_len, MAX_TEXT)
+            if max_len is not None:
+                cap = min(max_len, cap)
             if "pattern" in schema:
                 pattern = schema["pattern"]
-                return st.from_regex(pattern, fullmatch=True).filter(
-                    lambda s: low <= len(s) <= (high or len(s)) and pattern_matches(pattern, s)
-                )
-            return st.text(min_size=low, max_size=cap)
+
+                def fits(text: str) -> bool:
+                    if not min_len <= len(text) <= (len(text) if max_len is None else max_len):
+                        return False
+                    return pattern_matches(pattern, text)
+
+                return st.from_regex(pattern, fullmatch=True).filter(fits)
+            return st.text(min_size=min_len, max_size=cap)
         if kind == "array":
             low = schema.get("minItems", 0)
             high = schema.get("maxItems")
@@ -285,7 +303,7 @@ class SchemaStrategies:
         options: list[st.SearchStrategy[tuple[object, str]]] = []
         for name, strategy in _TYPES.items():
             if name not in allowed:
-                options.append(strategy.map(lambda v, n=name: (v, f"a {n}")))
+                options.append(strategy.map(_described(f"a {name}")))
         if "integer" in allowed and "number" not in allowed and "string" not in allowed:
             # Strings are never coerced into numbers (PROTOCOL §2), nor fractions into integers.
             options.append(big_ints.map(lambda v: (str(v), "a numeric string")))
@@ -444,6 +462,13 @@ class SchemaStrategies:
         return Mutation(wrong, path, what)
 
 
+def _described(what: str) -> Callable[[object], tuple[object, str]]:
+    def describe(value: object) -> tuple[object, str]:
+        return value, what
+
+    return describe
+
+
 @st.composite
 def _object_of(
     draw: st.DrawFn,
@@ -535,33 +560,38 @@ def methods_of(gateway: Gateway) -> list[MethodInfo]:
 Check = Callable[[dict[str, Any]], str | None]
 
 
+def short(doc: object, limit: int = 300) -> str:
+    text = dumps(doc) if not isinstance(doc, str) else doc
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
 def response_problem(doc: object) -> str | None:
     """Why ``doc`` is not a well-formed JSON-RPC 2.0 response (``None`` when it is one)."""
     if not isinstance(doc, dict):
         return f"a response must be an object, got {json_type(doc)}"
     if doc.get("jsonrpc") != "2.0":
-        return f'"jsonrpc" must be "2.0": {doc!r}'
+        return f'"jsonrpc" must be "2.0": {short(doc)}'
     if "id" not in doc:
-        return f'a response must have an "id": {doc!r}'
+        return f'a response must have an "id": {short(doc)}'
     id_ = doc["id"]
     if not (id_ is None or isinstance(id_, str) or _is_int(id_)):
-        return f"bad id type in {doc!r}"
+        return f"bad id type in {short(doc)}"
     if ("result" in doc) == ("error" in doc):
-        return f"exactly one of result/error expected: {doc!r}"
+        return f"exactly one of result/error expected: {short(doc)}"
     if set(doc) - {"jsonrpc", "id", "result", "error"}:
-        return f"unexpected members in {doc!r}"
+        return f"unexpected members in {short(doc)}"
     if "error" in doc:
         error = doc["error"]
         if not isinstance(error, dict):
-            return f"error must be an object: {doc!r}"
+            return f"error must be an object: {short(doc)}"
         if not _is_int(error.get("code")):
-            return f"error.code must be an integer: {doc!r}"
+            return f"error.code must be an integer: {short(doc)}"
         if not isinstance(error.get("message"), str) or not error["message"]:
-            return f"error.message must be a non-empty string: {doc!r}"
+            return f"error.message must be a non-empty string: {short(doc)}"
         if set(error) - {"code", "message", "data"}:
-            return f"unexpected members in error: {doc!r}"
+            return f"unexpected members in error: {short(doc)}"
         if error["code"] == INTERNAL_ERROR:
-            return f"internal error: {doc!r}"
+            return f"internal error: {short(doc)}"
     return None
 
 
@@ -585,11 +615,6 @@ class Expect:
             return f"id {reply.get('id')!r} instead of {self.id!r}"
         problem = self.check(reply)
         return None if problem is None else f"{self.what}: {problem}"
-
-
-def error_code(reply: dict[str, Any]) -> int | None:
-    error = reply.get("error")
-    return error["code"] if isinstance(error, dict) else None
 
 
 def expect_error(*codes: int, path: str | None = None, message: str | None = None) -> Check:
@@ -767,7 +792,6 @@ class FrameBuilder:
 
     def call_element(self, *, notification: bool | None = None) -> Element:
         draw = self.draw
-        known = [m for m in self.methods]
         pick_unknown = draw(st.integers(0, 7), label="unknown method?") == 0
         if notification is None:
             notification = draw(st.integers(0, 3), label="notification?") == 0
@@ -777,7 +801,7 @@ class FrameBuilder:
                 name += "?"
             method = None
         else:
-            method = draw(st.sampled_from(known), label="method")
+            method = draw(st.sampled_from(self.methods), label="method")
             name = method.name
         if method is None:
             mode, params, mutation = draw(
@@ -925,10 +949,7 @@ class FrameBuilder:
                 "empty batch",
             )
         if kind == "garbage":
-            text = draw(
-                st.one_of(st.text(max_size=30), _truncated_request()).filter(_not_json),
-                label="garbage",
-            )
+            text = draw(_GARBAGE, label="garbage")
             return Frame(
                 text,
                 False,
@@ -983,6 +1004,9 @@ def _not_json(text: str) -> bool:
     return False
 
 
+_GARBAGE = st.one_of(st.text(max_size=30), _truncated_request()).filter(_not_json)
+
+
 @st.composite
 def frames_for(
     draw: st.DrawFn, methods: list[MethodInfo], *, min_size: int = 1, max_size: int = 12
@@ -1000,8 +1024,12 @@ class RawClient:
         self.ws = ws
         self.events: list[dict[str, Any]] = []
         self.sentinels = 0
+        #: Set once a subscribe with since_seq may have been sent: its replay goes back in seq.
+        self.replaying = False
 
     async def send(self, payload: str | bytes) -> None:
+        if isinstance(payload, str) and "since_seq" in payload:
+            self.replaying = True
         with trio.fail_after(WAIT_S):
             await self.ws.send_message(payload)
 
@@ -1013,7 +1041,7 @@ class RawClient:
             assert isinstance(text, str), f"the gateway sent a binary frame: {text!r}"
             doc = json.loads(text)
             if isinstance(doc, dict) and "method" in doc and "id" not in doc:
-                check_event(doc, self.events)
+                check_event(doc, self.events, ordered=not self.replaying)
                 self.events.append(doc)
                 continue
             return doc
@@ -1030,12 +1058,16 @@ class RawClient:
         problem = response_problem(reply)
         assert problem is None, problem
         assert isinstance(reply, dict)
-        assert reply["id"] == id_, f"expected the answer to {method} ({id_}), got {reply!r}"
+        assert reply["id"] == id_, f"expected the answer to {method} ({id_}), got {short(reply)}"
         return reply
 
 
-def check_event(doc: dict[str, Any], seen: list[dict[str, Any]]) -> None:
-    """A message without id from the gateway can only be an ``event`` notification (§6.1)."""
+def check_event(doc: dict[str, Any], seen: list[dict[str, Any]], *, ordered: bool) -> None:
+    """A message without id from the gateway can only be an ``event`` notification (§6.1).
+
+    Events reach a connection at most once (§6.2), in increasing ``seq`` (§6.1) except that a
+    replay for newly added patterns (§6.4) may go back to events older than ones already seen.
+    """
     assert doc.get("jsonrpc") == "2.0", doc
     assert doc.get("method") == "event", f"unexpected notification from the gateway: {doc!r}"
     params = doc.get("params")
@@ -1044,7 +1076,10 @@ def check_event(doc: dict[str, Any], seen: list[dict[str, Any]]) -> None:
     assert _is_int(params.get("seq")), doc
     assert isinstance(params.get("ts"), str), doc
     assert isinstance(params.get("data"), dict), doc
-    if seen:
+    assert params["seq"] not in {e["params"]["seq"] for e in seen}, (
+        f"event delivered twice: {doc!r}"
+    )
+    if seen and ordered:
         assert params["seq"] > seen[-1]["params"]["seq"], f"event seq went backwards: {doc!r}"
 
 
@@ -1052,11 +1087,26 @@ def check_event(doc: dict[str, Any], seen: list[dict[str, Any]]) -> None:
 async def raw_connection(
     gateway: Gateway, *, authenticate: bool = True
 ) -> AsyncIterator[RawClient]:
+    """A raw WebSocket client served by ``gateway`` over a socket pair.
+
+    An exception escaping the gateway's connection task (which must never happen) ends the
+    example with one AssertionError raised from here, so that every example failing that way
+    fails the same way and Hypothesis can shrink it.
+    """
     a, b = trio.socket.socketpair()
     client_stream, server_stream = trio.SocketStream(a), trio.SocketStream(b)
+    crashed: list[BaseException] = []
+
+    async def serve(cancel_scope: trio.CancelScope) -> None:
+        try:
+            await gateway.serve_stream(server_stream)
+        except Exception as exc:
+            crashed.append(exc)
+            cancel_scope.cancel()
+
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(gateway.serve_stream, server_stream)
+            nursery.start_soon(serve, nursery.cancel_scope)
             with trio.fail_after(WAIT_S):
                 ws = await trio_websocket.wrap_client_stream(
                     nursery, client_stream, "localhost", "/", max_message_size=16 * 1024 * 1024
@@ -1071,9 +1121,15 @@ async def raw_connection(
                 with trio.CancelScope(shield=True), trio.move_on_after(WAIT_S):
                     await ws.aclose()
                 nursery.cancel_scope.deadline = trio.current_time() + WAIT_S
+    except BaseException:
+        if crashed:  # whatever the client saw next is a consequence
+            raise AssertionError(f"the connection task crashed: {crashed[0]!r}") from crashed[0]
+        raise
     finally:
         a.close()
         b.close()
+    if crashed:
+        raise AssertionError(f"the connection task crashed: {crashed[0]!r}") from crashed[0]
 
 
 @contextlib.asynccontextmanager
@@ -1191,8 +1247,9 @@ def check_replies(frames: list[Frame], replies: list[object]) -> None:
         if len(owners) != 1 or None in owners:
             problems.append(f"a batch answer mixes or invents ids: {dumps(answer)}")
             continue
-        index = owners.pop()
-        assert index is not None
+        owner = owners.pop()
+        assert owner is not None
+        index = owner
         if index not in unclaimed_frames:
             problems.append(f"a batch was answered twice: {dumps(answer)}")
             continue
@@ -1240,7 +1297,7 @@ async def push_frames(client: RawClient, frames: list[Frame], token: str) -> lis
 
 
 @given(st.data())
-@settings(max_examples=150)
+@settings(phases=PHASES)
 async def test_random_frames_are_answered_exactly_as_owed(data: st.DataObject) -> None:
     async with fresh_gateway() as gateway:
         methods = methods_of(gateway)
@@ -1256,7 +1313,7 @@ async def test_random_frames_are_answered_exactly_as_owed(data: st.DataObject) -
 
 
 @given(st.data())
-@settings(max_examples=60)
+@settings(max_examples=examples(1 / 3), phases=PHASES)
 async def test_every_method_valid_and_wrong_params(data: st.DataObject) -> None:
     """For each registered method: schema-valid params, then params broken in one place."""
     async with fresh_gateway() as gateway:
@@ -1291,7 +1348,7 @@ async def test_every_method_valid_and_wrong_params(data: st.DataObject) -> None:
 
 
 @given(st.data())
-@settings(max_examples=40)
+@settings(max_examples=examples(1 / 6), phases=PHASES)
 async def test_numeric_strings_are_never_coerced(data: st.DataObject) -> None:
     """A string where the schema says integer is -32602 naming that field (§2)."""
     async with fresh_gateway() as gateway:
@@ -1319,7 +1376,7 @@ async def test_numeric_strings_are_never_coerced(data: st.DataObject) -> None:
 
 
 @given(st.data())
-@settings(max_examples=40)
+@settings(max_examples=examples(1 / 3), phases=PHASES)
 async def test_before_authentication_only_connect_runs(data: st.DataObject) -> None:
     """§4: before connect every request gets -32000 (nothing runs), notifications get nothing."""
     async with fresh_gateway() as gateway:
@@ -1353,8 +1410,6 @@ async def test_before_authentication_only_connect_runs(data: st.DataObject) -> N
 
 # -- config.validate against the schema config.schema publishes ---------------------------------
 
-CONFIG_KEYS = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_-0123456789", min_size=1, max_size=8)
-
 
 @functools.cache
 def config_strategies(schema_json: str) -> SchemaStrategies:
@@ -1362,7 +1417,7 @@ def config_strategies(schema_json: str) -> SchemaStrategies:
 
 
 @given(st.data())
-@settings(max_examples=60)
+@settings(max_examples=examples(1 / 3), phases=PHASES)
 async def test_config_validate_agrees_with_config_schema(data: st.DataObject) -> None:
     """A document valid under ``config.schema`` validates; one broken in one place does not,
     and the error names the broken path (PROTOCOL §9: errors with a path)."""

@@ -1,4 +1,4 @@
-"""Property-based tests of the sans-IO JSON-RPC framing (PROTOCOL §2–3).
+"""Property-based tests of the sans-IO JSON-RPC framing (PROTOCOL §2-3).
 
 ``parse_message`` is checked against an independent model of the rules written from the spec
 (:func:`expected_item`), on arbitrary JSON values, request-shaped objects, batches, arbitrary text
@@ -18,6 +18,7 @@ from aleph_trio.protocol import (
     AlephError,
     Dropped,
     ErrorCode,
+    Id,
     Invalid as InvalidItem,
     InvalidParams,
     InvalidRequest,
@@ -57,6 +58,16 @@ json_values = st.recursive(
     max_leaves=25,
 )
 json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
+#: Lighter values for strategies that draw many of them (requests in batches, params).
+small_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.dictionaries(st.text(max_size=6), children, max_size=3),
+    ),
+    max_leaves=6,
+)
+small_objects = st.dictionaries(st.text(max_size=6), small_values, max_size=3)
 
 valid_ids = st.one_of(st.none(), st.text(max_size=30), big_ints)
 bad_ids = st.one_of(
@@ -83,7 +94,7 @@ bad_versions = st.one_of(
 non_object_params = st.one_of(
     st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=10)
 )
-array_params = st.lists(json_values, max_size=4)
+array_params = st.lists(small_values, max_size=4)
 
 
 @st.composite
@@ -109,7 +120,7 @@ def request_like(draw: st.DrawFn) -> dict[str, Any]:
         st.sampled_from(["object", "object", "missing", "missing", "array", "other"])
     )
     if params_kind == "object":
-        doc["params"] = draw(json_objects)
+        doc["params"] = draw(small_objects)
     elif params_kind == "array":
         doc["params"] = draw(array_params)
     elif params_kind == "other":
@@ -125,7 +136,7 @@ def request_like(draw: st.DrawFn) -> dict[str, Any]:
 def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {"jsonrpc": "2.0", "id": draw(valid_ids), "method": draw(methods)}
     if draw(st.booleans()):
-        doc["params"] = draw(json_objects)
+        doc["params"] = draw(small_objects)
     return doc
 
 
@@ -133,11 +144,11 @@ def valid_requests(draw: st.DrawFn) -> dict[str, Any]:
 def valid_notifications(draw: st.DrawFn) -> dict[str, Any]:
     doc: dict[str, Any] = {"jsonrpc": "2.0", "method": draw(methods)}
     if draw(st.booleans()):
-        doc["params"] = draw(json_objects)
+        doc["params"] = draw(small_objects)
     return doc
 
 
-batch_elements = st.one_of(request_like(), valid_requests(), valid_notifications(), json_values)
+batch_elements = st.one_of(request_like(), valid_requests(), valid_notifications(), small_values)
 
 # -- the model ----------------------------------------------------------------------------------
 
@@ -441,7 +452,7 @@ def test_ids_survive_parse_and_encode_exactly(id_: object, method: str, params: 
 
 
 @given(valid_ids, json_values)
-def test_encode_result_round_trips(id_: object, result: object) -> None:
+def test_encode_result_round_trips(id_: Id, result: object) -> None:
     reply = json.loads(encode_result(id_, result))
     assert set(reply) == {"jsonrpc", "id", "result"}
     assert reply["jsonrpc"] == "2.0"
@@ -566,8 +577,8 @@ def test_json_punctuation_soup_never_raises(tokens: list[str]) -> None:
 # -- encoders -----------------------------------------------------------------------------------
 
 
-@given(st.lists(st.tuples(valid_ids, json_values), max_size=8))
-def test_encode_batch_is_a_json_array_of_its_parts(parts: list[tuple[object, object]]) -> None:
+@given(st.lists(st.tuples(valid_ids, small_values), max_size=8))
+def test_encode_batch_is_a_json_array_of_its_parts(parts: list[tuple[Id, object]]) -> None:
     encoded = [encode_result(id_, result) for id_, result in parts]
     decoded = json.loads(encode_batch(encoded))
     assert isinstance(decoded, list)
@@ -584,7 +595,7 @@ def test_encode_batch_is_a_json_array_of_its_parts(parts: list[tuple[object, obj
     st.one_of(st.none(), json_objects),
 )
 def test_encode_error_is_a_well_formed_error_response(
-    id_: object, code: ErrorCode, message: str, data: dict[str, Any] | None
+    id_: Id, code: ErrorCode, message: str, data: dict[str, Any] | None
 ) -> None:
     error = AlephError(message, data)
     error.code = code  # type: ignore[misc]

@@ -201,6 +201,8 @@ class Connection:
             return encode_error(item.id, item.error)
         if isinstance(item, Dropped):
             return None
+        if isinstance(item, Notification) and self._principal is None:
+            return None  # before authentication notifications are dropped, ``connect`` included
         ctx = CallContext(self._gateway, self)
         try:
             result = await dispatch(self._gateway.registry, ctx, item.method, item.params)
