@@ -21,7 +21,12 @@ async def main() -> None:
                 # 1. In process: same connection code as a socket, no network.
                 async with gateway.connect() as local:
                     health = await local.call("health")
-                    print("in-process health:", health["status"], "connections:", health["connections"])
+                    print(
+                        "in-process health:",
+                        health["status"],
+                        "connections:",
+                        health["connections"],
+                    )
 
                 # 2. Over a real WebSocket, with events.
                 url = f"ws://127.0.0.1:{port}/"

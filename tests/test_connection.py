@@ -385,7 +385,11 @@ async def test_unencodable_result_is_internal_error(open_raw: OpenRaw, gateway: 
     assert (await raw.call("health", id=2))["result"]["status"] == "ok"
 
 
-async def test_connect_as_notification_does_not_authenticate(open_raw: OpenRaw, gateway: Gateway) -> None:
+async def test_connect_as_notification_does_not_authenticate(
+    open_raw: OpenRaw, gateway: Gateway
+) -> None:
     raw = await open_raw()
-    await raw.send_json({"jsonrpc": "2.0", "method": "connect", "params": {"token": gateway.owner_token}})
+    await raw.send_json(
+        {"jsonrpc": "2.0", "method": "connect", "params": {"token": gateway.owner_token}}
+    )
     assert (await raw.call("health", id=1))["error"]["code"] == -32000

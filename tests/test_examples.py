@@ -11,7 +11,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_embed_example_runs() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "embed.py")], capture_output=True, text=True, timeout=60
+        [sys.executable, str(ROOT / "examples" / "embed.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "in-process health: ok" in result.stdout
