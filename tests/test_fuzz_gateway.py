@@ -34,6 +34,7 @@ from hypothesis import Phase, given, settings, strategies as st
 
 from aleph_trio import Config, Gateway, open_gateway
 from aleph_trio.protocol import ErrorCode
+from jsonvalues import finite_floats, json_values as json_values_of
 
 PARSE_ERROR = int(ErrorCode.PARSE_ERROR)
 INVALID_REQUEST = int(ErrorCode.INVALID_REQUEST)
@@ -73,17 +74,9 @@ big_ints = st.one_of(
     st.integers(min_value=2**63 - 2, max_value=2**64 + 2),
     st.integers(min_value=-(10**40), max_value=10**40),
 )
-finite_floats = st.floats(allow_nan=False, allow_infinity=False)
-json_scalars = st.one_of(st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=12))
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=4),
-        st.dictionaries(st.text(max_size=8), children, max_size=4),
-    ),
-    max_leaves=12,
+json_scalars, json_values, json_objects = json_values_of(
+    ints=big_ints, text_size=12, key_size=8, width=4, leaves=12
 )
-json_objects = st.dictionaries(st.text(max_size=8), json_values, max_size=4)
 
 
 def _is_int(value: object) -> bool:

@@ -31,6 +31,7 @@ from aleph_trio.protocol import (
     encode_result,
     parse_message,
 )
+from jsonvalues import finite_floats, json_values as json_values_of
 
 PARSE_ERROR = int(ErrorCode.PARSE_ERROR)
 INVALID_REQUEST = int(ErrorCode.INVALID_REQUEST)
@@ -47,27 +48,13 @@ big_ints = st.one_of(
     st.integers(min_value=-(2**64) - 2, max_value=-(2**63) + 2),
     st.integers(min_value=-(10**80), max_value=10**80),
 )
-finite_floats = st.floats(allow_nan=False, allow_infinity=False)
-json_scalars = st.one_of(st.none(), st.booleans(), big_ints, finite_floats, st.text(max_size=20))
-json_values = st.recursive(
-    json_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=5),
-        st.dictionaries(st.text(max_size=10), children, max_size=5),
-    ),
-    max_leaves=25,
+json_scalars, json_values, json_objects = json_values_of(
+    ints=big_ints, text_size=20, key_size=10, width=5, leaves=25
 )
-json_objects = st.dictionaries(st.text(max_size=10), json_values, max_size=5)
 #: Lighter values for strategies that draw many of them (requests in batches, params).
-small_values = st.recursive(
-    json_scalars,
-    lambda children: st.one_of(
-        st.lists(children, max_size=3),
-        st.dictionaries(st.text(max_size=6), children, max_size=3),
-    ),
-    max_leaves=6,
+_, small_values, small_objects = json_values_of(
+    ints=big_ints, text_size=20, key_size=6, width=3, leaves=6
 )
-small_objects = st.dictionaries(st.text(max_size=6), small_values, max_size=3)
 
 valid_ids = st.one_of(st.none(), st.text(max_size=30), big_ints)
 bad_ids = st.one_of(
