@@ -252,11 +252,13 @@ class Connection:
         while True:
             server = self._gateway.config.server
             await trio.sleep(server.ping_interval_s)
-            try:
-                pong = await self._transport.ping()
-            except TransportClosed:
-                return
+            # The timeout covers sending the ping too: a write stuck behind a peer that stopped
+            # reading ends the connection here.
             with trio.move_on_after(server.ping_timeout_s):
+                try:
+                    pong = await self._transport.ping()
+                except TransportClosed:
+                    return
                 await pong.wait()
                 continue
             self.close_soon(1011, "ping timeout")

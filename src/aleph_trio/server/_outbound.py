@@ -37,7 +37,7 @@ class Outbound:
         self._on_broken = on_broken
         self._frames: list[bytes] = []
         self._room = trio.lowlevel.ParkingLot()
-        self._wake = trio.Event()
+        self._writer = trio.lowlevel.ParkingLot()
         self._flushing = False
         self._broken = False
         self.frames_sent = 0
@@ -61,14 +61,14 @@ class Outbound:
         if len(self._frames) >= self.capacity:
             return False
         self._frames.append(frame)
-        self._wake.set()
+        self._writer.unpark()
         return True
 
     async def serve_writer(self) -> None:
         """The connection's writer task: writes whatever ``offer`` queued or a round left."""
         while True:
-            await self._wake.wait()
-            self._wake = trio.Event()
+            if not self._frames or self._flushing:
+                await self._writer.park()
             await self._flush(rounds=None)
 
     async def _flush(self, *, rounds: int | None) -> None:
@@ -91,4 +91,4 @@ class Outbound:
         finally:
             self._flushing = False
         if self._frames:
-            self._wake.set()
+            self._writer.unpark()

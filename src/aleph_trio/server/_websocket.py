@@ -35,7 +35,9 @@ from wsproto.utilities import RemoteProtocolError
 __all__ = ["HandshakeRequest", "TransportClosed", "WebSocketTransport"]
 
 RECEIVE_CHUNK = 65536
-SEND_TIMEOUT_S = 10.0
+#: How long a write already under way may take to finish once its task is cancelled (or, on
+#: streams that are not sockets, at all); past that the stream is aborted.
+FINISH_WRITE_S = 5.0
 
 
 class TransportClosed(Exception):
@@ -68,6 +70,10 @@ class WebSocketTransport:
 
     def __init__(self, stream: trio.abc.Stream, *, max_message_size: int) -> None:
         self._stream = stream
+        socket = getattr(stream, "socket", None)
+        self._socket: trio.socket.SocketType | None = (
+            socket if isinstance(stream, trio.SocketStream) else None
+        )
         self._ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
         self._send_lock = trio.StrictFIFOLock()
         self.max_message_size = max_message_size
@@ -76,6 +82,7 @@ class WebSocketTransport:
         self._pong = trio.Event()
         self._closed: TransportClosed | None = None
         self._stream_closed = False
+        self._poisoned = False
 
     @property
     def is_open(self) -> bool:
@@ -200,7 +207,7 @@ class WebSocketTransport:
 
     async def close(self, code: int, reason: str = "") -> None:
         """Send a close frame (once) and give the peer a moment to answer it."""
-        if self._ws.state == ConnectionState.OPEN:
+        if self._ws.state == ConnectionState.OPEN and not self._poisoned:
             try:
                 await self._send_raw(self._ws.send(CloseConnection(code=code, reason=reason)))
             except TransportClosed:
@@ -211,7 +218,11 @@ class WebSocketTransport:
         """Close politely: close frame, wait briefly for the peer's, then close the stream."""
         await self.close(code, reason)
         with trio.move_on_after(2.0):
-            while self._ws.state == ConnectionState.LOCAL_CLOSING and not self._stream_closed:
+            while (
+                self._ws.state == ConnectionState.LOCAL_CLOSING
+                and not self._stream_closed
+                and not self._poisoned
+            ):
                 try:
                     data = await self._stream.receive_some(RECEIVE_CHUNK)
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -235,19 +246,53 @@ class WebSocketTransport:
     async def _send_raw(self, data: bytes) -> None:
         if not data:
             return
-        async with self._send_lock:
-            if self._stream_closed:
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
+        try:
+            if self._stream_closed or self._poisoned:
                 raise self._closed or TransportClosed(1006, "connection lost")
-            # A write cut in half would corrupt the stream: finish it, but never wait forever.
+            try:
+                if self._socket is not None:
+                    await self._send_on_socket(self._socket, data)
+                else:
+                    await self._send_shielded(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self._closed = self._closed or TransportClosed(1006, "connection lost")
+                self._stream_closed = True
+                raise self._closed from None
+        finally:
+            self._send_lock.release()
+
+    async def _send_on_socket(self, sock: trio.socket.SocketType, data: bytes) -> None:
+        """Write to a socket without a cancel scope on the common path.
+
+        A cancellation can only cut a frame once part of it is in the kernel; only then is the
+        rest finished under a shield (bounded by ``FINISH_WRITE_S``) so the stream stays framed.
+        """
+        view = memoryview(data)
+        sent = 0
+        try:
+            while sent < len(view):
+                sent += await sock.send(view[sent:])
+        except trio.Cancelled:
+            if sent == 0:
+                raise
             with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + SEND_TIMEOUT_S
-                try:
-                    await self._stream.send_all(data)
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
-                    self._closed = self._closed or TransportClosed(1006, "connection lost")
-                    self._stream_closed = True
-                    raise self._closed from None
+                scope.deadline = trio.current_time() + FINISH_WRITE_S
+                while sent < len(view):
+                    sent += await sock.send(view[sent:])
             if scope.cancelled_caught:
-                self._closed = self._closed or TransportClosed(1006, "send timed out")
-                await self.abort()
-                raise self._closed
+                self._poisoned = True
+            raise
+
+    async def _send_shielded(self, data: bytes) -> None:
+        """Any other stream: the write is never cut, but never waits past ``FINISH_WRITE_S``."""
+        with trio.CancelScope(shield=True) as scope:
+            scope.deadline = trio.current_time() + FINISH_WRITE_S
+            await self._stream.send_all(data)
+        if scope.cancelled_caught:
+            self._poisoned = True
+            await self.abort()
+            raise TransportClosed(1006, "send timed out")
