@@ -6,9 +6,12 @@ import datetime as _dt
 import os
 import resource
 import time
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 #: Topic every benchmark event is published on (clients subscribe to ``bench.*``).
 BENCH_TOPIC = "bench.tick"

@@ -14,10 +14,12 @@ import collections
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _encode = msgspec.json.Encoder().encode
 decode = msgspec.json.Decoder().decode
@@ -173,7 +175,9 @@ class WSClient:
                 self.sock.sendall(build_frame(payload, self.mask_key, OP_PONG))
             elif opcode == OP_CLOSE:
                 code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
-                raise Closed(f"server closed the connection: {code} {payload[2:].decode(errors='replace')}")
+                raise Closed(
+                    f"server closed the connection: {code} {payload[2:].decode(errors='replace')}"
+                )
 
     def poll(self) -> list[bytes]:
         """Non-blocking socket ready to read: read once, return the whole messages now available."""

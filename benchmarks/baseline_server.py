@@ -1,10 +1,10 @@
 """Baseline: the plainest JSON-RPC echo server on trio-websocket, to compare the gateway against.
 
-Each connection loops ``get_message`` -> JSON decode -> ``{"jsonrpc":"2.0","id":..,"result":params}``
--> ``send_message``. It uses the same JSON codec as the gateway (msgspec) so the comparison is about
-the server machinery, not the codec. Every request is answered, whatever its method, so the
-benchmark client can send exactly the same frames (``connect``, ``events.subscribe``, ``echo``) to
-both servers.
+Each connection loops ``get_message`` -> JSON decode ->
+``{"jsonrpc":"2.0","id":..,"result":params}`` -> ``send_message``. It uses the same JSON codec as
+the gateway (msgspec) so the comparison is about the server machinery, not the codec. Every
+request is answered, whatever its method, so the benchmark client sends exactly the same frames
+(``connect``, ``events.subscribe``, ``echo``) to both servers.
 
 For the broadcast benchmark it keeps the set of open connections; each line ``<i>`` read on stdin
 sends one ``event`` notification (same shape as the gateway's) to every connection, one after the
@@ -23,7 +23,6 @@ import sys
 import msgspec
 import trio
 import trio_websocket
-
 from _common import BENCH_TOPIC, monotonic_ns, now_ts, raise_nofile_limit, stdin_triggers
 
 encoder = msgspec.json.Encoder()
@@ -61,7 +60,12 @@ async def main(host: str, port: int) -> None:
         async for i in stdin_triggers():
             t0 = monotonic_ns()
             seq += 1
-            params = {"topic": BENCH_TOPIC, "seq": seq, "ts": now_ts(), "data": {"i": i, "t0_ns": t0}}
+            params = {
+                "topic": BENCH_TOPIC,
+                "seq": seq,
+                "ts": now_ts(),
+                "data": {"i": i, "t0_ns": t0},
+            }
             frame = encoder.encode({"jsonrpc": "2.0", "method": "event", "params": params}).decode()
             for ws in list(connections):
                 try:

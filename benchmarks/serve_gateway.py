@@ -18,8 +18,8 @@ import signal
 import sys
 
 import trio
-
 from _common import BENCH_TOPIC, monotonic_ns, raise_nofile_limit, stdin_triggers
+
 from aleph_trio import Config, open_gateway
 
 
