@@ -16,3 +16,11 @@ def format_ts(moment: _dt.datetime) -> str:
 
 def now_ts() -> str:
     return format_ts(utc_now())
+
+
+def parse_ts(text: str) -> _dt.datetime:
+    """An RFC 3339 timestamp (``Z`` or an offset required); raises ``ValueError`` otherwise."""
+    moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError("a time zone (Z or an offset) is required")
+    return moment

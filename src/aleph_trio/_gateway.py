@@ -30,8 +30,10 @@ from ._config_service import ConfigService
 from ._events import EventBus
 from ._logs import ROOT, LogRing, apply_levels, component_logger
 from ._services import ServiceRegistry
+from ._sessions import SessionService
 from .rpc import build_registry
 from .server import serve_listeners, serve_stream
+from .store import Store, open_sqlite_store
 
 if TYPE_CHECKING:
     from ._config_file import ConfigError as ConfigError
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["Gateway", "GatewayStatistics", "open_gateway", "serve_gateway"]
 
 log = component_logger("gateway")
+
+#: The error recorded on runs that were not finished when the previous process stopped.
+INTERRUPTED = "interrupted by gateway restart"
 
 
 @attrs.frozen
@@ -70,10 +75,14 @@ class Gateway:
         token_source: str,
         nursery: trio.Nursery,
         log_ring: LogRing,
+        store: Store,
+        bus: EventBus,
     ) -> None:
         self.data_dir = data_dir
         self.token_source = token_source
-        self.bus = EventBus(replay_buffer=loaded.config.events.replay_buffer)
+        self.bus = bus
+        self.store = store
+        self.sessions = SessionService(store, bus)
         self.settings = ConfigService(loaded, self.bus)
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
@@ -214,8 +223,17 @@ async def open_gateway(
     root_logger = logging.getLogger(ROOT)
     root_logger.addHandler(ring)
     apply_levels(loaded.config.logging.level, dict(loaded.config.logging.components))
+    bus = EventBus(replay_buffer=loaded.config.events.replay_buffer)
     try:
-        async with trio.open_nursery() as nursery:
+        async with (
+            open_sqlite_store(directory / "gateway.db") as store,
+            trio.open_nursery() as nursery,
+        ):
+            interrupted = await store.fail_unfinished_runs(INTERRUPTED)
+            if interrupted:
+                log.warning(
+                    "%d run(s) were cut short by the last stop; marked failed", len(interrupted)
+                )
             gateway = Gateway(
                 loaded=loaded,
                 data_dir=directory,
@@ -223,6 +241,8 @@ async def open_gateway(
                 token_source=token_source,
                 nursery=nursery,
                 log_ring=ring,
+                store=store,
+                bus=bus,
             )
             _follow_logs(gateway, ring)
             if watch_config and loaded.path is not None:

@@ -12,6 +12,6 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import auth, config, events, system
+    from . import auth, chat, config, events, memory, session, system
 
-    return Registry(auth.ns, system.ns, events.ns, config.ns)
+    return Registry(auth.ns, system.ns, events.ns, config.ns, session.ns, chat.ns, memory.ns)

@@ -12,6 +12,7 @@ from ..protocol import (
     MethodNotFound,
     PermissionDenied,
 )
+from ..store import StoreError
 from ._context import CallContext
 from ._registry import Registry
 
@@ -43,6 +44,9 @@ async def dispatch(
         return await method.handler(ctx, decoded)
     except AlephError:
         raise
+    except StoreError as exc:
+        log.error("method %s: %s", method.name, exc)
+        raise InternalError(f"Internal error: {exc}") from None
     except Exception:
         log.exception("method %s failed", method.name)
         raise InternalError(f"Internal error while running {method.name}") from None

@@ -1,0 +1,88 @@
+"""``session.list``, ``session.history``, ``session.delete`` (PROTOCOL §8)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import attrs
+from msgspec import Meta
+
+from .._clock import format_ts, parse_ts
+from .._sessions import KEY_PATTERN, check_session_key
+from ..protocol import InvalidParams
+from ..store import SessionFilter
+from ._context import CallContext
+from ._registry import Namespace
+
+ns = Namespace()
+
+Key = Annotated[
+    str,
+    Meta(min_length=1, max_length=256, pattern=KEY_PATTERN, description="agent:<agent_id>:<name>"),
+]
+
+
+@attrs.frozen
+class ListFilter:
+    agent_id: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
+    prefix: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    updated_after: Annotated[str, Meta(description="RFC 3339 time")] | None = None
+
+
+@attrs.frozen
+class ListParams:
+    filter: ListFilter | None = None
+    limit: Annotated[int, Meta(ge=1, le=500)] = 50
+    offset: Annotated[int, Meta(ge=0, le=2**62)] = 0
+
+
+@ns.method("session.list", ListParams, description="Sessions, newest activity first.")
+async def list_sessions(ctx: CallContext, params: ListParams) -> dict[str, Any]:
+    flt = params.filter or ListFilter()
+    updated_after = None
+    if flt.updated_after is not None:
+        try:
+            updated_after = format_ts(parse_ts(flt.updated_after))
+        except ValueError:
+            path = "$.filter.updated_after"
+            raise InvalidParams(
+                f"Invalid params: {path}: expected an RFC 3339 time",
+                errors=[{"path": path, "message": "expected an RFC 3339 time"}],
+            ) from None
+    sessions, total = await ctx.gateway.store.list_sessions(
+        SessionFilter(flt.agent_id, flt.prefix, updated_after),
+        limit=params.limit,
+        offset=params.offset,
+    )
+    return {"sessions": [s.to_json() for s in sessions], "total": total}
+
+
+@attrs.frozen
+class HistoryParams:
+    session_key: Key
+    limit: Annotated[int, Meta(ge=1, le=1000)] = 100
+    before_id: Annotated[int, Meta(ge=1, le=2**63 - 1)] | None = None
+
+
+@ns.method(
+    "session.history",
+    HistoryParams,
+    description="The most recent messages of a session (older than before_id), oldest first.",
+)
+async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
+    key = check_session_key(params.session_key)
+    messages, tokens = await ctx.gateway.sessions.history(
+        key, limit=params.limit, before_id=params.before_id
+    )
+    return {"messages": [m.to_json() for m in messages], "token_count": tokens}
+
+
+@attrs.frozen
+class DeleteParams:
+    session_key: Key
+
+
+@ns.method("session.delete", DeleteParams, description="Delete a session and all its messages.")
+async def delete(ctx: CallContext, params: DeleteParams) -> dict[str, Any]:
+    removed = await ctx.gateway.sessions.delete(check_session_key(params.session_key))
+    return {"deleted": True, "messages_removed": removed}

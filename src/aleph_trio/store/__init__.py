@@ -1,0 +1,16 @@
+"""Persistence. Services use the :class:`Store` interface; SQL lives only in this package."""
+
+from ._interface import UNFINISHED as UNFINISHED, Store as Store, StoreError as StoreError
+from ._records import (
+    MemoryHit as MemoryHit,
+    MemoryItem as MemoryItem,
+    Message as Message,
+    Run as Run,
+    Session as Session,
+    SessionFilter as SessionFilter,
+)
+from ._sqlite import (
+    SQLiteStore as SQLiteStore,
+    fts_query as fts_query,
+    open_sqlite_store as open_sqlite_store,
+)

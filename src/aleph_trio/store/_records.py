@@ -1,0 +1,101 @@
+"""Value objects the store hands out. Times are RFC 3339 UTC strings, ids are opaque."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+
+__all__ = ["MemoryHit", "MemoryItem", "Message", "Run", "Session", "SessionFilter"]
+
+Role = Literal["user", "assistant", "system", "tool"]
+
+
+@attrs.frozen
+class Session:
+    session_key: str
+    agent_id: str
+    message_count: int
+    token_count: int
+    created_at: str
+    updated_at: str
+    title: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        if self.title is None:
+            del out["title"]
+        return out
+
+
+@attrs.frozen
+class SessionFilter:
+    agent_id: str | None = None
+    prefix: str | None = None
+    updated_after: str | None = None
+
+
+@attrs.frozen
+class Message:
+    id: int
+    session_key: str
+    role: Role
+    content: str
+    created_at: str
+    tokens: int
+    run_id: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "created_at": self.created_at,
+            "tokens": self.tokens,
+        }
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        if self.tool_calls is not None:
+            out["tool_calls"] = self.tool_calls
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
+
+
+@attrs.frozen
+class Run:
+    run_id: str
+    session_key: str
+    agent_id: str
+    model: str
+    status: str
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    iterations: int = 0
+    tokens_used: int = 0
+    error: str | None = None
+    output: str | None = None
+
+
+@attrs.frozen
+class MemoryItem:
+    id: str
+    content: str
+    source: str
+    created_at: str
+    metadata: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class MemoryHit:
+    item: MemoryItem
+    score: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.item.to_json(), "score": self.score}

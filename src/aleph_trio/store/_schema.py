@@ -1,0 +1,78 @@
+"""The SQLite schema, as an ordered list of migrations. Never edit one that has shipped: append."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: sessions, messages, runs, memory with full-text search, idempotency keys
+    """
+    CREATE TABLE sessions (
+        session_key   TEXT PRIMARY KEY,
+        agent_id      TEXT NOT NULL,
+        title         TEXT,
+        message_count INTEGER NOT NULL DEFAULT 0,
+        token_count   INTEGER NOT NULL DEFAULT 0,
+        activity      INTEGER NOT NULL DEFAULT 0,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_activity ON sessions (activity DESC);
+
+    CREATE TABLE messages (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_key  TEXT NOT NULL REFERENCES sessions (session_key) ON DELETE CASCADE,
+        role         TEXT NOT NULL,
+        content      TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        tokens       INTEGER NOT NULL,
+        run_id       TEXT,
+        tool_calls   TEXT,
+        tool_call_id TEXT
+    );
+    CREATE INDEX messages_by_session ON messages (session_key, id);
+
+    CREATE TABLE runs (
+        run_id      TEXT PRIMARY KEY,
+        session_key TEXT NOT NULL,
+        agent_id    TEXT NOT NULL,
+        model       TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        started_at  TEXT,
+        finished_at TEXT,
+        iterations  INTEGER NOT NULL DEFAULT 0,
+        tokens_used INTEGER NOT NULL DEFAULT 0,
+        error       TEXT,
+        output      TEXT
+    );
+    CREATE INDEX runs_by_status ON runs (status);
+    CREATE INDEX runs_by_session ON runs (session_key);
+
+    CREATE TABLE memory (
+        rowid      INTEGER PRIMARY KEY,
+        id         TEXT NOT NULL UNIQUE,
+        content    TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        metadata   TEXT NOT NULL
+    );
+    CREATE INDEX memory_by_source ON memory (source);
+    CREATE VIRTUAL TABLE memory_fts USING fts5 (
+        content, content = 'memory', content_rowid = 'rowid',
+        tokenize = 'unicode61 remove_diacritics 2'
+    );
+    CREATE TRIGGER memory_ai AFTER INSERT ON memory BEGIN
+        INSERT INTO memory_fts (rowid, content) VALUES (new.rowid, new.content);
+    END;
+    CREATE TRIGGER memory_ad AFTER DELETE ON memory BEGIN
+        INSERT INTO memory_fts (memory_fts, rowid, content)
+        VALUES ('delete', old.rowid, old.content);
+    END;
+
+    CREATE TABLE idempotency (
+        key         TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        value       TEXT NOT NULL,
+        expires_at  REAL NOT NULL
+    );
+    """,
+]
