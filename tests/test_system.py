@@ -120,6 +120,14 @@ async def test_commands_list_matches_registry_and_validation(
         "config.reload",
         "config.validate",
         "config.schema",
+        "session.list",
+        "session.history",
+        "session.delete",
+        "chat.history",
+        "chat.clear",
+        "memory.search",
+        "memory.store",
+        "memory.delete",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]
