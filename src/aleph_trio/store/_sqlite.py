@@ -19,9 +19,12 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, final
 
+import attrs
+import outcome
 import trio
 
 from .._clock import now_ts
@@ -33,6 +36,8 @@ __all__ = ["SQLiteStore", "open_sqlite_store"]
 
 T = TypeVar("T")
 READERS = 4
+#: At most this many queued changes share one transaction.
+MAX_BATCH = 256
 TITLE_LENGTH = 80
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -100,6 +105,39 @@ def _statements(script: str) -> Iterator[str]:
         yield buffer
 
 
+@attrs.define(eq=False)
+class _WriteOp:
+    fn: Callable[[sqlite3.Connection], Any]
+    done: trio.Event = attrs.Factory(trio.Event)
+    result: outcome.Outcome[Any] | None = None
+
+
+def _run_batch(batch: list[_WriteOp], conn: sqlite3.Connection) -> None:
+    """One transaction; a savepoint per change (in the writer thread)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        for op in batch:
+            op.result = outcome.Error(exc)
+        return
+    try:
+        for op in batch:
+            conn.execute("SAVEPOINT change")
+            op.result = outcome.capture(op.fn, conn)
+            if isinstance(op.result, outcome.Error):
+                conn.execute("ROLLBACK TO change")
+            conn.execute("RELEASE change")
+        conn.execute("COMMIT")
+    except BaseException as exc:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        failure = outcome.Error(exc if isinstance(exc, sqlite3.Error) else StoreError(str(exc)))
+        for op in batch:
+            op.result = failure
+        if not isinstance(exc, Exception):
+            raise
+
+
 def _session(row: sqlite3.Row) -> Session:
     return Session(
         session_key=row["session_key"],
@@ -153,10 +191,13 @@ class SQLiteStore:
     ) -> None:
         self.path = path
         self._writer = writer
-        self._write_lock = trio.Lock()
+        self._pending: list[_WriteOp] = []
+        self._writer_lot = trio.lowlevel.ParkingLot()
+        self._closed = False
         self._readers = readers
         self._reader_slots = trio.Semaphore(len(readers))
         self.writes = 0
+        self.transactions = 0
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -181,21 +222,57 @@ class SQLiteStore:
             raise _translate(exc) from exc
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def transaction(conn: sqlite3.Connection) -> T:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+        """Run ``fn`` in the next write transaction; changes queued together commit together."""
+        if self._closed:
+            raise StoreError("the store is closed")
+        op = _WriteOp(fn)
+        self._pending.append(op)
+        self._writer_lot.unpark()
+        try:
+            await op.done.wait()
+        except trio.Cancelled:
+            if op in self._pending:  # not started: it never runs
+                self._pending.remove(op)
                 raise
-            return result
+            with trio.CancelScope(shield=True):  # under way: let its transaction finish
+                await op.done.wait()
+            raise
+        assert op.result is not None
+        try:
+            return op.result.unwrap()  # type: ignore[no-any-return]
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
 
-        async with self._write_lock:
-            result = await self._in_thread(self._writer, transaction)
-            self.writes += 1
-            return result
+    async def serve_writer(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """The single writer: takes every queued change and commits them as one transaction.
+
+        Group commit pays one thread hand-off and one commit for many changes; each change runs
+        in its own savepoint, so one that fails is rolled back alone and the others commit.
+        """
+        task_status.started()
+        batch: list[_WriteOp] = []
+        try:
+            while True:
+                if not self._pending:
+                    await self._writer_lot.park()
+                    continue
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._in_thread(self._writer, partial(_run_batch, batch))
+                self.writes += len(batch)
+                self.transactions += 1
+                for op in batch:
+                    op.done.set()
+                batch = []
+        finally:
+            self._closed = True
+            closed = outcome.Error(StoreError("the store is closed"))
+            for op in [*batch, *self._pending]:
+                if op.result is None:
+                    op.result = closed
+                op.done.set()
+            self._pending.clear()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         async with self._reader_slots:
@@ -500,9 +577,10 @@ class SQLiteStore:
         return str(self._writer.execute("PRAGMA integrity_check").fetchone()[0])
 
     async def aclose(self) -> None:
-        async with self._write_lock:
-            for conn in [*self._readers, self._writer]:
-                await trio.to_thread.run_sync(conn.close)
+        """Close the connections (the writer task must have stopped)."""
+        self._closed = True
+        for conn in [*self._readers, self._writer]:
+            await trio.to_thread.run_sync(conn.close)
 
 
 def _open(path: Path) -> SQLiteStore:
@@ -525,7 +603,10 @@ async def open_sqlite_store(path: Path) -> AsyncIterator[SQLiteStore]:
     """Open (creating or migrating) the database at ``path``."""
     store = await trio.to_thread.run_sync(_open, path)
     try:
-        yield store
+        async with trio.open_nursery() as nursery:
+            await nursery.start(store.serve_writer)
+            yield store
+            nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await store.aclose()
