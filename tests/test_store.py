@@ -1,0 +1,162 @@
+"""The SQLite store itself: migrations, recovery, faults, cancellation, compaction support."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+import trio
+
+from aleph_trio import Config, Gateway, open_gateway
+from aleph_trio.store import Run, SQLiteStore, StoreError, open_sqlite_store
+from aleph_trio.store._schema import MIGRATIONS
+
+KEY = "agent:main:main"
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "gateway.db"
+
+
+async def test_fresh_database_is_migrated_in_wal_mode(db: Path) -> None:
+    async with open_sqlite_store(db):
+        pass
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT version FROM schema_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+
+
+async def test_newer_schema_refuses_to_start(db: Path) -> None:
+    async with open_sqlite_store(db):
+        pass
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE schema_version SET version = ?", (len(MIGRATIONS) + 1,))
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="newer than this gateway understands"):
+        async with open_sqlite_store(db):
+            pass
+
+
+async def test_unfinished_runs_fail_on_restart(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    async with open_sqlite_store(data_dir / "gateway.db") as store:
+        for status in ("queued", "running", "waiting_input", "waiting_approval", "completed"):
+            await store.save_run(
+                Run(
+                    f"run_{status}", KEY, "main", "builtin/echo", status, "2026-01-01T00:00:00.000Z"
+                )
+            )
+    async with open_gateway(Config(), data_dir=data_dir) as gateway:
+        for status in ("queued", "running", "waiting_input", "waiting_approval"):
+            run = await gateway.store.get_run(f"run_{status}")
+            assert run is not None
+            assert run.status == "failed"
+            assert run.error == "interrupted by gateway restart"
+            assert run.finished_at is not None
+        done = await gateway.store.get_run("run_completed")
+        assert done is not None and done.status == "completed" and done.error is None
+
+
+async def test_replace_range_is_atomic_and_keeps_order(db: Path) -> None:
+    async with open_sqlite_store(db) as store:
+        ids = [
+            (await store.append_message(KEY, "main", "user", f"m{i}", tokens=10))[0].id
+            for i in range(6)
+        ]
+        before, after = await store.replace_range(
+            KEY, upto_id=ids[3], summary="summary of m0-m3", summary_tokens=7
+        )
+        assert (before, after) == (60, 27)
+        history = await store.history(KEY, limit=100)
+        assert [(m.role, m.content) for m in history] == [
+            ("system", "summary of m0-m3"),
+            ("user", "m4"),
+            ("user", "m5"),
+        ]
+        assert history[0].id == ids[0]
+        session = await store.get_session(KEY)
+        assert session is not None and session.message_count == 3 and session.token_count == 27
+
+
+async def test_claim_key(db: Path) -> None:
+    async with open_sqlite_store(db) as store:
+        assert await store.claim_key("k1", "fp-a", "run_1", ttl_s=3600) is None
+        assert await store.claim_key("k1", "fp-b", "run_2", ttl_s=3600) == ("fp-a", "run_1")
+        assert await store.claim_key("k2", "fp", "run_3", ttl_s=-1) is None
+        assert await store.claim_key("k2", "fp", "run_4", ttl_s=3600) is None  # the first expired
+
+
+async def test_failed_change_is_rolled_back_alone(db: Path) -> None:
+    async with open_sqlite_store(db) as store:
+
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO memory (id, content, source, created_at, metadata) VALUES ('x', 'half', 's', 't', '{}')"
+            )
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        async def keep() -> None:
+            await store.append_message(KEY, "main", "user", "kept", tokens=1)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep)  # queued with the broken change: likely the same transaction
+            with pytest.raises(StoreError):
+                await store._write(broken)
+        assert [m.content for m in await store.history(KEY, limit=10)] == ["kept"]
+        assert await store.search_memory("half", limit=5) == []
+
+
+async def test_full_disk_is_an_internal_error_and_serving_goes_on(gateway: Gateway) -> None:
+    store = gateway.store
+    assert isinstance(store, SQLiteStore)
+    async with gateway.connect() as client:
+        await client.call("memory.store", {"content": "small"})
+        pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
+        store._writer.execute(f"PRAGMA max_page_count = {pages}")
+        with pytest.raises(Exception) as info:
+            await client.call("memory.store", {"content": "x" * 200_000})
+        assert getattr(info.value, "code", None) == -32603
+        assert "storage is full" in str(info.value)
+        assert (await client.call("health"))["status"] == "ok"
+        hits = (await client.call("memory.search", {"query": "small"}))["results"]
+        assert [h["content"] for h in hits] == ["small"]
+        store._writer.execute("PRAGMA max_page_count = 1073741823")
+        await client.call("memory.store", {"content": "room again"})
+
+
+async def test_locked_database_is_an_internal_error(gateway: Gateway, data_dir: Path) -> None:
+    store = gateway.store
+    assert isinstance(store, SQLiteStore)
+    store._writer.execute("PRAGMA busy_timeout = 50")
+    other = sqlite3.connect(data_dir / "gateway.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        async with gateway.connect() as client:
+            with pytest.raises(Exception) as info:
+                await client.call("memory.store", {"content": "blocked"})
+            assert getattr(info.value, "code", None) == -32603
+            assert "locked" in str(info.value)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    async with gateway.connect() as client:
+        assert (await client.call("memory.store", {"content": "fine now"}))["id"]
+
+
+async def test_cancelled_read_is_interrupted(db: Path) -> None:
+    async with open_sqlite_store(db) as store:
+        slow = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+        start = time.monotonic()
+        with trio.move_on_after(0.2):
+            await store._read(lambda conn: conn.execute(slow).fetchone())
+        assert time.monotonic() - start < 2
+        # The connection went back to the pool idle and usable.
+        for _ in range(8):
+            assert await store.history(KEY, limit=1) == []
