@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from aleph_trio import Config, Gateway, open_gateway
+from aleph_trio import AlephError, Config, Gateway, open_gateway
 from aleph_trio.store import Run, SQLiteStore, StoreError, open_sqlite_store
 from aleph_trio.store._schema import MIGRATIONS
 
@@ -118,10 +118,9 @@ async def test_full_disk_is_an_internal_error_and_serving_goes_on(gateway: Gatew
         await client.call("memory.store", {"content": "small"})
         pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
         store._writer.execute(f"PRAGMA max_page_count = {pages}")
-        with pytest.raises(Exception) as info:
+        with pytest.raises(AlephError, match="storage is full") as info:
             await client.call("memory.store", {"content": "x" * 200_000})
-        assert getattr(info.value, "code", None) == -32603
-        assert "storage is full" in str(info.value)
+        assert info.value.code == -32603
         assert (await client.call("health"))["status"] == "ok"
         hits = (await client.call("memory.search", {"query": "small"}))["results"]
         assert [h["content"] for h in hits] == ["small"]
@@ -137,10 +136,9 @@ async def test_locked_database_is_an_internal_error(gateway: Gateway, data_dir: 
     other.execute("BEGIN EXCLUSIVE")
     try:
         async with gateway.connect() as client:
-            with pytest.raises(Exception) as info:
+            with pytest.raises(AlephError, match="locked") as info:
                 await client.call("memory.store", {"content": "blocked"})
-            assert getattr(info.value, "code", None) == -32603
-            assert "locked" in str(info.value)
+            assert info.value.code == -32603
     finally:
         other.execute("ROLLBACK")
         other.close()
