@@ -50,7 +50,9 @@ RESOURCE_NOT_FOUND = int(ErrorCode.RESOURCE_NOT_FOUND)
 #: components, an invalid config file.
 SEMANTIC_CHECKS = frozenset({"events.subscribe", "logs.set_level", "config.reload", "session.list"})
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
-NAMES_A_RESOURCE = frozenset({"session.history", "session.delete", "memory.delete"})
+NAMES_A_RESOURCE = frozenset(
+    {"session.history", "session.delete", "memory.delete", "models.get", "models.capabilities"}
+)
 
 #: Wait for anything from the gateway at most this long (everything here is in memory).
 WAIT_S = 5.0

@@ -128,6 +128,9 @@ async def test_commands_list_matches_registry_and_validation(
         "memory.search",
         "memory.store",
         "memory.delete",
+        "models.list",
+        "models.get",
+        "models.capabilities",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

@@ -31,6 +31,7 @@ from ._events import EventBus
 from ._logs import ROOT, LogRing, apply_levels, component_logger
 from ._services import ServiceRegistry
 from ._sessions import SessionService
+from .providers import ModelCatalog
 from .rpc import build_registry
 from .server import serve_listeners, serve_stream
 from .store import Store, open_sqlite_store
@@ -83,6 +84,7 @@ class Gateway:
         self.bus = bus
         self.store = store
         self.sessions = SessionService(store, bus)
+        self.models = ModelCatalog(loaded.config)
         self.settings = ConfigService(loaded, self.bus)
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
@@ -113,6 +115,7 @@ class Gateway:
         if new.events.replay_buffer != old.events.replay_buffer:
             self.bus.resize(new.events.replay_buffer)
         self.failures.limit = new.auth.failures_per_minute
+        self.models = ModelCatalog(new)
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token

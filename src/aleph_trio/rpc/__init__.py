@@ -12,6 +12,8 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import auth, chat, config, events, memory, session, system
+    from . import auth, chat, config, events, memory, models, session, system
 
-    return Registry(auth.ns, system.ns, events.ns, config.ns, session.ns, chat.ns, memory.ns)
+    return Registry(
+        auth.ns, system.ns, events.ns, config.ns, session.ns, chat.ns, memory.ns, models.ns
+    )

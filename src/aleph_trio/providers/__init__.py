@@ -1,0 +1,22 @@
+"""LLM providers behind one streaming interface, and the catalogue of models they offer."""
+
+from ._builtin import (
+    BUILTIN_MODEL as BUILTIN_MODEL,
+    HELP_TEXT as HELP_TEXT,
+    BuiltinProvider as BuiltinProvider,
+)
+from ._catalog import ModelCatalog as ModelCatalog
+from ._types import (
+    ChatMessage as ChatMessage,
+    Delta as Delta,
+    Finish as Finish,
+    ModelInfo as ModelInfo,
+    ModelRequest as ModelRequest,
+    Provider as Provider,
+    TextDelta as TextDelta,
+    ThinkingDelta as ThinkingDelta,
+    ToolCall as ToolCall,
+    ToolCallDelta as ToolCallDelta,
+    ToolSpec as ToolSpec,
+    Usage as Usage,
+)

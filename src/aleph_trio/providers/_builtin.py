@@ -1,0 +1,160 @@
+"""The built-in offline model: deterministic, streams word by word, calls tools when asked.
+
+It needs no network, so every gateway feature can be shown and tested out of the box. It reads
+the last message and follows simple directives (case does not matter):
+
+==========================  =====================================================================
+``echo: <text>``            answers exactly ``<text>``
+``count to <n>``            answers ``1 2 … n`` (n ≤ 1000), one word per chunk
+``long answer``             a long answer, streamed slowly (about 20 words a second)
+``run <command>``           calls the ``exec`` tool with that command (backticks are stripped)
+``ask me <question>``       calls ``ask_user`` with that question
+``remember <fact>``         calls ``memory_store`` with that fact
+``recall <topic>``          calls ``memory_search`` for that topic
+==========================  =====================================================================
+
+With thinking on it first streams a short reasoning. After a tool result it reports what the tool
+returned. Anything else gets an answer that says it is the offline built-in model and lists
+these directives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import final
+
+import trio
+
+from ._types import (
+    Delta,
+    Finish,
+    ModelInfo,
+    ModelRequest,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["BUILTIN_MODEL", "HELP_TEXT", "BuiltinProvider"]
+
+BUILTIN_MODEL = "offline"
+SLOW_WORD_DELAY_S = 0.05
+LONG_ANSWER_WORDS = 120
+
+HELP_TEXT = (
+    "I am the offline built-in model of aleph_trio, so I can only follow simple directives: "
+    "'echo: <text>', 'count to <n>', 'long answer', 'run <command>', 'ask me <question>', "
+    "'remember <fact>' and 'recall <topic>'. Configure a provider to talk to a real model."
+)
+
+_TOOL_DIRECTIVES = [
+    (re.compile(r"^\s*run\s+(?P<arg>.+?)\s*$", re.I | re.S), "exec", "command"),
+    (re.compile(r"^\s*ask me\s+(?P<arg>.+?)\s*$", re.I | re.S), "ask_user", "question"),
+    (
+        re.compile(r"^\s*remember(?: that)?\s+(?P<arg>.+?)\s*$", re.I | re.S),
+        "memory_store",
+        "content",
+    ),
+    (re.compile(r"^\s*recall\s+(?P<arg>.+?)\s*$", re.I | re.S), "memory_search", "query"),
+]
+_ECHO = re.compile(r"^\s*echo:\s?(?P<text>.*)$", re.I | re.S)
+_COUNT = re.compile(r"\bcount to (?P<n>\d{1,4})\b", re.I)
+
+
+def _tokens(text: str) -> int:
+    return max(1, (len(text) + 3) // 4)
+
+
+def _words(text: str) -> list[str]:
+    """Split keeping the spaces, so the chunks join back into ``text`` exactly."""
+    return re.findall(r"\S+\s*|\s+", text)
+
+
+@final
+class BuiltinProvider:
+    """A provider whose every model is the offline built-in model."""
+
+    def __init__(self, name: str = "builtin", models: tuple[str, ...] = (BUILTIN_MODEL,)) -> None:
+        self.name = name
+        self._models = models or (BUILTIN_MODEL,)
+
+    def models(self) -> list[ModelInfo]:
+        return [
+            ModelInfo(
+                id=f"{self.name}/{model}",
+                provider=self.name,
+                name=model,
+                context_window=32_768,
+                max_output_tokens=4_096,
+                tools=True,
+                thinking=True,
+            )
+            for model in self._models
+        ]
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
+        prompt_tokens = sum(_tokens(m.content) for m in request.messages)
+        last = request.messages[-1] if request.messages else None
+        offered = {tool.name for tool in request.tools}
+        text = last.content if last is not None else ""
+
+        if request.thinking != "off" and last is not None and last.role == "user":
+            for word in _words(f"The user wrote {len(text)} characters; following my directives."):
+                yield ThinkingDelta(word)
+                await trio.lowlevel.checkpoint()
+
+        if last is not None and last.role == "tool":
+            answer = f"The tool returned: {text[:500]}"
+        elif (call := self._tool_call(text, offered)) is not None:
+            name, arguments = call
+            encoded = json.dumps(arguments)
+            # Arguments arrive in pieces, as real providers send them.
+            yield ToolCallDelta(0, id=f"call_{abs(hash((name, encoded))) % 10**10}", name=name)
+            for start in range(0, len(encoded), 8):
+                yield ToolCallDelta(0, arguments=encoded[start : start + 8])
+                await trio.lowlevel.checkpoint()
+            yield Usage(prompt_tokens, _tokens(encoded))
+            yield Finish("tool_calls")
+            return
+        else:
+            answer = self._answer(text, offered)
+
+        slow = bool(re.search(r"\blong answer\b", text, re.I)) and (
+            last is None or last.role == "user"
+        )
+        for word in _words(answer):
+            yield TextDelta(word)
+            if slow:
+                await trio.sleep(SLOW_WORD_DELAY_S)
+            else:
+                await trio.lowlevel.checkpoint()
+        yield Usage(prompt_tokens, _tokens(answer))
+        yield Finish("stop")
+
+    @staticmethod
+    def _tool_call(text: str, offered: set[str]) -> tuple[str, dict[str, str]] | None:
+        for pattern, tool, argument in _TOOL_DIRECTIVES:
+            match = pattern.match(text)
+            if match and tool in offered:
+                value = match.group("arg").strip()
+                if tool == "exec" and len(value) > 1 and value[0] == value[-1] == "`":
+                    value = value[1:-1]
+                return tool, {argument: value}
+        return None
+
+    @staticmethod
+    def _answer(text: str, offered: set[str]) -> str:
+        if (echo := _ECHO.match(text)) is not None:
+            return echo.group("text")
+        if (count := _COUNT.search(text)) is not None:
+            n = min(int(count.group("n")), 1000)
+            return " ".join(str(i) for i in range(1, n + 1))
+        if re.search(r"\blong answer\b", text, re.I):
+            return " ".join(f"word{i}" for i in range(1, LONG_ANSWER_WORDS + 1))
+        for pattern, tool, _ in _TOOL_DIRECTIVES:
+            if pattern.match(text) and tool not in offered:
+                return f"I would use the {tool} tool for that, but this agent may not. {HELP_TEXT}"
+        return HELP_TEXT

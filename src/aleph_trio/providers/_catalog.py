@@ -1,0 +1,74 @@
+"""Which models exist: every ``[providers.<name>]`` model, plus the built-in offline model.
+
+Model ids are ``<provider>/<model>``; a bare model name is accepted where it is unique.
+"""
+
+from __future__ import annotations
+
+from typing import final
+
+from .._config import Config, ProviderConfig
+from ..protocol import InvalidParams, ResourceNotFound
+from ._builtin import BUILTIN_MODEL, BuiltinProvider
+from ._types import ModelInfo
+
+__all__ = ["ModelCatalog"]
+
+#: What we assume of a configured model until its provider tells us more.
+_DEFAULT_CONTEXT = {"openai": 128_000, "anthropic": 200_000, "ollama": 8_192, "builtin": 32_768}
+_DEFAULT_OUTPUT = {"openai": 16_384, "anthropic": 8_192, "ollama": 4_096, "builtin": 4_096}
+
+
+def _configured(name: str, provider: ProviderConfig) -> list[ModelInfo]:
+    if provider.kind == "builtin":
+        return BuiltinProvider(name, provider.models).models()
+    return [
+        ModelInfo(
+            id=f"{name}/{model}",
+            provider=name,
+            name=model,
+            context_window=_DEFAULT_CONTEXT[provider.kind],
+            max_output_tokens=_DEFAULT_OUTPUT[provider.kind],
+            thinking=provider.kind == "anthropic",
+        )
+        for model in provider.models
+    ]
+
+
+@final
+class ModelCatalog:
+    def __init__(self, config: Config) -> None:
+        models: list[ModelInfo] = []
+        for name, provider in sorted(config.providers.items()):
+            models += _configured(name, provider)
+        if "builtin" not in config.providers:
+            models += BuiltinProvider().models()
+        self._models = {m.id: m for m in models}
+
+    @property
+    def default_model(self) -> str:
+        """The first configured model, else the built-in one."""
+        for model_id in self._models:
+            return model_id
+        return f"builtin/{BUILTIN_MODEL}"
+
+    def list(self) -> list[ModelInfo]:
+        return list(self._models.values())
+
+    def resolve(self, model_id: str) -> ModelInfo:
+        """The model named by a full id, or by a bare name that only one provider offers."""
+        found = self._models.get(model_id)
+        if found is not None:
+            return found
+        if "/" not in model_id:
+            matches = [m for m in self._models.values() if m.name == model_id]
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                ids = ", ".join(m.id for m in matches)
+                raise InvalidParams(
+                    f"Invalid params: model {model_id!r} is offered by several providers ({ids}); "
+                    "use <provider>/<model>",
+                    reason="conflict",
+                )
+        raise ResourceNotFound("model", model_id)
