@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from .._run_states import LIVE
 from ._records import MemoryHit, MemoryItem, Message, Role, Run, Session, SessionFilter
 
 __all__ = ["Store", "StoreError"]
 
 #: Run statuses that mean "not finished"; after a restart such runs are failed.
-UNFINISHED = ("queued", "running", "waiting_input", "waiting_approval")
+UNFINISHED = tuple(sorted(LIVE))
 
 
 class StoreError(Exception):
