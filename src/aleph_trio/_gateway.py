@@ -74,7 +74,6 @@ class Gateway:
         data_dir: Path,
         owner_token: str,
         token_source: str,
-        nursery: trio.Nursery,
         log_ring: LogRing,
         store: Store,
         bus: EventBus,
@@ -93,7 +92,6 @@ class Gateway:
         self.services = ServiceRegistry(self.bus)
         self.logs = log_ring
         self.connections: dict[str, Connection] = {}
-        self._nursery = nursery
         self._started = time.monotonic()
         self.settings.on_change(self._apply_config)
 
@@ -206,7 +204,7 @@ async def open_gateway(
     data_dir: str | os.PathLike[str] | None = None,
     watch_config: bool = True,
 ) -> AsyncIterator[Gateway]:
-    """Open a gateway: load config, prepare the data dir and token, start the services.
+    """Open a gateway: load config, prepare the data dir and token, open the store, start services.
 
     ``config`` may be a :class:`Config` (used as is, nothing to reload), or ``None`` to read
     ``config_path`` (default: ``$ALEPH_TRIO_CONFIG`` or the user config dir), which is then
@@ -242,7 +240,6 @@ async def open_gateway(
                 data_dir=directory,
                 owner_token=token,
                 token_source=token_source,
-                nursery=nursery,
                 log_ring=ring,
                 store=store,
                 bus=bus,
