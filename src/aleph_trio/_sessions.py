@@ -87,10 +87,11 @@ class SessionService:
     async def history(
         self, session_key: str, *, limit: int, before_id: int | None = None
     ) -> tuple[list[Message], int]:
-        session = await self._store.get_session(session_key)
+        session, messages = await self._store.session_history(
+            session_key, limit=limit, before_id=before_id
+        )
         if session is None:
             raise ResourceNotFound("session", session_key)
-        messages = await self._store.history(session_key, limit=limit, before_id=before_id)
         return messages, session.token_count
 
     async def delete(self, session_key: str) -> int:

@@ -50,6 +50,12 @@ class Store(Protocol):
         """The newest ``limit`` messages (older than ``before_id``), oldest first."""
         ...
 
+    async def session_history(
+        self, session_key: str, *, limit: int, before_id: int | None = None
+    ) -> tuple[Session | None, list[Message]]:
+        """The session and its messages (as :meth:`history`), read from one snapshot."""
+        ...
+
     async def clear_session(self, session_key: str) -> int: ...
 
     async def delete_session(self, session_key: str) -> int | None:

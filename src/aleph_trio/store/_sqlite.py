@@ -35,7 +35,8 @@ from ._schema import MIGRATIONS
 __all__ = ["SQLiteStore", "open_sqlite_store"]
 
 T = TypeVar("T")
-READERS = 4
+#: Read-only connections (threads). More only trade the GIL back and forth.
+READERS = 2
 #: At most this many queued changes share one transaction.
 MAX_BATCH = 256
 TITLE_LENGTH = 80
@@ -150,18 +151,36 @@ def _session(row: sqlite3.Row) -> Session:
     )
 
 
+#: The columns ``_message`` reads, by position (cheaper than by name on hot paths).
+MESSAGE_COLUMNS = (
+    "id, session_key, role, content, created_at, tokens, run_id, tool_calls, tool_call_id"
+)
+
+
 def _message(row: sqlite3.Row) -> Message:
+    mid, key, role, content, created_at, tokens, run_id, calls, call_id = row
     return Message(
-        id=row["id"],
-        session_key=row["session_key"],
-        role=row["role"],
-        content=row["content"],
-        created_at=row["created_at"],
-        tokens=row["tokens"],
-        run_id=row["run_id"],
-        tool_calls=json.loads(row["tool_calls"]) if row["tool_calls"] else None,
-        tool_call_id=row["tool_call_id"],
+        mid,
+        key,
+        role,
+        content,
+        created_at,
+        tokens,
+        run_id,
+        json.loads(calls) if calls else None,
+        call_id,
     )
+
+
+def _history(
+    conn: sqlite3.Connection, session_key: str, limit: int, before_id: int | None
+) -> list[Message]:
+    rows = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_key = ? AND id < ? "
+        "ORDER BY id DESC LIMIT ?",
+        (session_key, before_id if before_id is not None else 2**63 - 1, limit),
+    ).fetchall()
+    return [_message(r) for r in reversed(rows)]
 
 
 def _memory(row: sqlite3.Row) -> MemoryItem:
@@ -373,11 +392,24 @@ class SQLiteStore:
         self, session_key: str, *, limit: int, before_id: int | None = None
     ) -> list[Message]:
         def q(conn: sqlite3.Connection) -> list[Message]:
-            rows = conn.execute(
-                "SELECT * FROM messages WHERE session_key = ? AND id < ? ORDER BY id DESC LIMIT ?",
-                (session_key, before_id if before_id is not None else 2**63 - 1, limit),
-            ).fetchall()
-            return [_message(r) for r in reversed(rows)]
+            return _history(conn, session_key, limit, before_id)
+
+        return await self._read(q)
+
+    async def session_history(
+        self, session_key: str, *, limit: int, before_id: int | None = None
+    ) -> tuple[Session | None, list[Message]]:
+        def q(conn: sqlite3.Connection) -> tuple[Session | None, list[Message]]:
+            conn.execute("BEGIN")  # one snapshot: the counts match the messages
+            try:
+                row = conn.execute(
+                    "SELECT * FROM sessions WHERE session_key = ?", (session_key,)
+                ).fetchone()
+                if row is None:
+                    return None, []
+                return _session(row), _history(conn, session_key, limit, before_id)
+            finally:
+                conn.execute("COMMIT")
 
         return await self._read(q)
 
@@ -525,15 +557,21 @@ class SQLiteStore:
         match = fts_query(query)
         if match is None:
             return []
-        sql = (
-            "SELECT memory.*, bm25(memory_fts) AS rank FROM memory_fts "
-            "JOIN memory ON memory.rowid = memory_fts.rowid WHERE memory_fts MATCH ?"
-        )
         args: list[Any] = [match]
-        if source is not None:
-            sql += " AND memory.source = ?"
+        if source is None:
+            # Rank and cut inside the full-text index; read whole rows only for the winners.
+            sql = (
+                "SELECT memory.*, top.rank FROM (SELECT rowid, bm25(memory_fts) AS rank "
+                "FROM memory_fts WHERE memory_fts MATCH ? ORDER BY rank LIMIT ?) AS top "
+                "JOIN memory ON memory.rowid = top.rowid ORDER BY top.rank"
+            )
+        else:
+            sql = (
+                "SELECT memory.*, bm25(memory_fts) AS rank FROM memory_fts "
+                "JOIN memory ON memory.rowid = memory_fts.rowid "
+                "WHERE memory_fts MATCH ? AND memory.source = ? ORDER BY rank LIMIT ?"
+            )
             args.append(source)
-        sql += " ORDER BY rank LIMIT ?"
         args.append(limit)
 
         def q(conn: sqlite3.Connection) -> list[MemoryHit]:
