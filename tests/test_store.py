@@ -158,3 +158,26 @@ async def test_cancelled_read_is_interrupted(db: Path) -> None:
         # The connection went back to the pool idle and usable.
         for _ in range(8):
             assert await store.history(KEY, limit=1) == []
+
+
+async def test_interrupted_snapshot_read_leaves_no_stale_snapshot(db: Path) -> None:
+    """A read cancelled inside its transaction must not leave the reader on an old snapshot."""
+    async with open_sqlite_store(db) as store:
+        await store.append_message(KEY, "main", "user", "first", tokens=1)
+        slow = (
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
+        )
+
+        def snapshot_then_spin(conn: sqlite3.Connection) -> None:
+            conn.execute("BEGIN")
+            conn.execute("SELECT count(*) FROM messages").fetchone()
+            conn.execute(slow).fetchone()
+
+        for _ in range(2):  # both reader connections
+            with trio.move_on_after(0.1):
+                await store._read(snapshot_then_spin)
+        await store.append_message(KEY, "main", "user", "second", tokens=1)
+        for _ in range(4):
+            session, messages = await store.session_history(KEY, limit=10)
+            assert [m.content for m in messages] == ["first", "second"]
+            assert session is not None and session.message_count == 2

@@ -294,10 +294,18 @@ class SQLiteStore:
             self._pending.clear()
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def read(conn: sqlite3.Connection) -> T:
+            try:
+                return fn(conn)
+            finally:
+                # An interrupted read may leave its snapshot open; the next one needs a fresh one.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
         async with self._reader_slots:
             conn = self._readers.pop()
             try:
-                return await self._in_thread(conn, fn)
+                return await self._in_thread(conn, read)
             finally:
                 self._readers.append(conn)
 
@@ -400,16 +408,13 @@ class SQLiteStore:
         self, session_key: str, *, limit: int, before_id: int | None = None
     ) -> tuple[Session | None, list[Message]]:
         def q(conn: sqlite3.Connection) -> tuple[Session | None, list[Message]]:
-            conn.execute("BEGIN")  # one snapshot: the counts match the messages
-            try:
-                row = conn.execute(
-                    "SELECT * FROM sessions WHERE session_key = ?", (session_key,)
-                ).fetchone()
-                if row is None:
-                    return None, []
-                return _session(row), _history(conn, session_key, limit, before_id)
-            finally:
-                conn.execute("COMMIT")
+            conn.execute("BEGIN")  # one snapshot: the counts match the messages (_read ends it)
+            row = conn.execute(
+                "SELECT * FROM sessions WHERE session_key = ?", (session_key,)
+            ).fetchone()
+            if row is None:
+                return None, []
+            return _session(row), _history(conn, session_key, limit, before_id)
 
         return await self._read(q)
 
