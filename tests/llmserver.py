@@ -1,0 +1,115 @@
+"""A small HTTP/1.1 server on 127.0.0.1 that stands in for an LLM provider.
+
+Each test gives it a script: a list of (status, headers, body parts, delays) responses, served in
+order; it records every request (method, path, headers, JSON body). Body parts are written one by
+one (with optional pauses), so streams really arrive in pieces; ``DROP`` ends the connection
+mid-answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+
+import attrs
+import trio
+
+DROP = object()
+
+
+@attrs.define
+class Reply:
+    status: int = 200
+    parts: list[Any] = attrs.Factory(list)  # bytes, str, DROP, or a float (seconds to pause)
+    content_type: str = "text/event-stream"
+
+
+@attrs.define
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+@attrs.define
+class LLMServer:
+    port: int = 0
+    script: list[Reply] = attrs.Factory(list)
+    requests: list[Recorded] = attrs.Factory(list)
+    open_connections: int = 0
+    _all_closed: trio.Event = attrs.Factory(trio.Event)
+
+    async def wait_all_closed(self) -> None:
+        """Return once no connection to this server is open."""
+        if self.open_connections:
+            await self._all_closed.wait()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def handle(self, stream: trio.SocketStream) -> None:
+        if self.open_connections == 0:
+            self._all_closed = trio.Event()
+        self.open_connections += 1
+        try:
+            buffer = b""
+            while b"\r\n\r\n" not in buffer:
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            head, body = buffer.split(b"\r\n\r\n", 1)
+            lines = head.decode().split("\r\n")
+            method, path, _ = lines[0].split(" ", 2)
+            headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+            length = int(headers.get("content-length", "0"))
+            while len(body) < length:
+                body += await stream.receive_some(65536)
+            self.requests.append(
+                Recorded(method, path, headers, json.loads(body) if body else None)
+            )
+            reply = self.script.pop(0) if self.script else Reply(404, [b"no script"], "text/plain")
+            await stream.send_all(
+                f"HTTP/1.1 {reply.status} X\r\ncontent-type: {reply.content_type}\r\n"
+                "connection: close\r\n\r\n".encode()
+            )
+            for part in reply.parts:
+                if part is DROP:
+                    return
+                if isinstance(part, float | int):
+                    # Pause, but notice at once if the client goes away meanwhile.
+                    with trio.move_on_after(part):
+                        if not await stream.receive_some(1):
+                            return
+                    continue
+                await stream.send_all(part.encode() if isinstance(part, str) else part)
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            self.open_connections -= 1
+            if self.open_connections == 0:
+                self._all_closed.set()
+            await stream.aclose()
+
+
+@asynccontextmanager
+async def serve_llm() -> AsyncIterator[LLMServer]:
+    server = LLMServer()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, server.handle, 0, host="127.0.0.1"))
+        server.port = listeners[0].socket.getsockname()[1]
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def sse(*chunks: object, done: bool = True) -> list[str]:
+    """Server-sent events for these JSON chunks, one event per part."""
+    parts = [f"data: {json.dumps(chunk)}\n\n" for chunk in chunks]
+    if done:
+        parts.append("data: [DONE]\n\n")
+    return parts
