@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any, final
 
 import httpx
 
 from ._errors import ProviderError
+from ._http import error_detail, post_stream, sse_data
 from ._types import (
     ChatMessage,
     Delta,
@@ -57,20 +58,6 @@ def openai_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
             item["tool_call_id"] = m.tool_call_id
         out.append(item)
     return out
-
-
-async def sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event, multi-line data joined with newlines."""
-    data: list[str] = []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield "\n".join(data)
-                data = []
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-    if data:
-        yield "\n".join(data)
 
 
 @final
@@ -126,64 +113,31 @@ class OpenAIProvider:
             headers["authorization"] = f"Bearer {self._api_key}"
         where = f"provider {self.name!r}"
         finished = False
-        try:
-            async with self._http.stream(
-                "POST", self._url, json=self._body(request), headers=headers, timeout=self._timeout
-            ) as response:
-                if response.status_code >= 400:
-                    detail = _error_detail(await response.aread())
-                    suffix = f": {detail}" if detail else ""
-                    raise ProviderError(
-                        f"{where} answered HTTP {response.status_code}{suffix}",
-                        status=response.status_code,
-                        retryable=response.status_code in (408, 409, 429)
-                        or response.status_code >= 500,
-                    )
-                async with contextlib.aclosing(sse_data(response)) as events:
-                    async for data in events:
-                        if data.strip() == "[DONE]":
-                            if not finished:
-                                finished = True
-                                yield Finish("stop")
-                            break
-                        for delta in _chunk_deltas(data, where):
-                            if isinstance(delta, Finish):
-                                finished = True
-                            yield delta
-        except httpx.TimeoutException:
-            raise ProviderError(f"{where} timed out", retryable=True) from None
-        except httpx.ConnectError as exc:
-            raise ProviderError(
-                f"{where} could not be reached ({_reason(exc)})", retryable=True
-            ) from None
-        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            raise ProviderError(
-                f"{where} dropped the connection mid-answer ({_reason(exc)})", retryable=True
-            ) from None
-        except httpx.HTTPError as exc:
-            raise ProviderError(f"{where} failed: {type(exc).__name__}") from None
+        async with (
+            post_stream(
+                self._http,
+                self._url,
+                body=self._body(request),
+                headers=headers,
+                timeout=self._timeout,
+                where=where,
+            ) as response,
+            contextlib.aclosing(sse_data(response)) as events,
+        ):
+            async for data in events:
+                if data.strip() == "[DONE]":
+                    if not finished:
+                        finished = True
+                        yield Finish("stop")
+                    break
+                for delta in _chunk_deltas(data, where):
+                    if isinstance(delta, Finish):
+                        finished = True
+                    yield delta
         if not finished:
             raise ProviderError(
                 f"{where} ended the stream without finishing the answer", retryable=True
             )
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc)
-    return text[:200] if text else type(exc).__name__
-
-
-def _error_detail(body: bytes) -> str:
-    try:
-        doc = json.loads(body)
-    except ValueError:
-        return body.decode("utf-8", "replace").strip()[:200]
-    error = doc.get("error") if isinstance(doc, dict) else None
-    if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])[:200]
-    if isinstance(error, str):
-        return error[:200]
-    return ""
 
 
 def _chunk_deltas(data: str, where: str) -> list[Delta]:
@@ -194,7 +148,7 @@ def _chunk_deltas(data: str, where: str) -> list[Delta]:
     if not isinstance(chunk, dict):
         raise ProviderError(f"{where} sent a malformed stream chunk")
     if isinstance(chunk.get("error"), dict | str):
-        message = _error_detail(data.encode())
+        message = error_detail(data.encode())
         raise ProviderError(f"{where} reported an error mid-stream: {message}", retryable=True)
     out: list[Delta] = []
     for choice in chunk.get("choices") or []:

@@ -1,0 +1,105 @@
+"""The HTTP part every remote provider shares: one streaming POST, failures as ProviderError."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any
+
+import httpx
+
+from ._errors import ProviderError
+
+__all__ = ["error_detail", "ndjson_lines", "post_stream", "sse_data"]
+
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+@contextlib.asynccontextmanager
+async def post_stream(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    timeout: httpx.Timeout,
+    where: str,
+) -> AsyncIterator[httpx.Response]:
+    """POST ``body`` and yield the streaming response; every failure, also while it is being
+    read, becomes a :class:`ProviderError` that names ``where`` (never the headers)."""
+    try:
+        async with http.stream(
+            "POST", url, json=body, headers=headers, timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                detail = error_detail(await response.aread())
+                suffix = f": {detail}" if detail else ""
+                raise ProviderError(
+                    f"{where} answered HTTP {response.status_code}{suffix}",
+                    status=response.status_code,
+                    retryable=response.status_code in RETRYABLE_STATUS
+                    or response.status_code >= 500,
+                )
+            yield response
+    except httpx.TimeoutException:
+        raise ProviderError(f"{where} timed out", retryable=True) from None
+    except httpx.ConnectError as exc:
+        raise ProviderError(
+            f"{where} could not be reached ({_reason(exc)})", retryable=True
+        ) from None
+    except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+        raise ProviderError(
+            f"{where} dropped the connection mid-answer ({_reason(exc)})", retryable=True
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ProviderError(f"{where} failed: {type(exc).__name__}") from None
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc)
+    return text[:200] if text else type(exc).__name__
+
+
+def error_detail(body: bytes) -> str:
+    """The human part of an error body: ``error.message``, ``error`` or the text itself."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return body.decode("utf-8", "replace").strip()[:200]
+    error = doc.get("error") if isinstance(doc, dict) else None
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])[:200]
+    if isinstance(error, str):
+        return error[:200]
+    return ""
+
+
+async def sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
+    """The ``data`` of each server-sent event, multi-line data joined with newlines."""
+    data: list[str] = []
+    async for line in response.aiter_lines():
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[5:].removeprefix(" "))
+    if data:
+        yield "\n".join(data)
+
+
+async def ndjson_lines(
+    response: httpx.Response, where: str
+) -> AsyncGenerator[dict[str, Any], None]:
+    """One JSON object per non-empty line."""
+    async for line in response.aiter_lines():
+        if not line.strip():
+            continue
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            raise ProviderError(f"{where} sent a malformed stream line") from None
+        if not isinstance(doc, dict):
+            raise ProviderError(f"{where} sent a malformed stream line")
+        yield doc
