@@ -1,0 +1,137 @@
+"""Ollama's ``/api/chat``, streamed as one JSON object per line, with tools and thinking."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any, final
+
+import httpx
+
+from ._errors import ProviderError
+from ._http import ndjson_lines, post_stream
+from ._types import (
+    ChatMessage,
+    Delta,
+    Finish,
+    ModelInfo,
+    ModelRequest,
+    TextDelta,
+    ThinkingDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+__all__ = ["OllamaProvider", "ollama_messages"]
+
+_DONE = {"stop": "stop", "length": "length"}
+
+
+def ollama_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            calls = []
+            for call in m.tool_calls:
+                try:
+                    arguments = json.loads(call.arguments or "{}")
+                except ValueError:
+                    arguments = {}
+                calls.append({"function": {"name": call.name, "arguments": arguments}})
+            item["tool_calls"] = calls
+        out.append(item)
+    return out
+
+
+@final
+class OllamaProvider:
+    def __init__(
+        self,
+        name: str,
+        *,
+        base_url: str | None,
+        models: list[ModelInfo],
+        http: httpx.AsyncClient,
+        timeout_s: float = 300.0,
+    ) -> None:
+        self.name = name
+        self._url = (base_url or "http://127.0.0.1:11434").rstrip("/") + "/api/chat"
+        self._models = models
+        self._http = http
+        self._timeout = httpx.Timeout(timeout_s, connect=10.0)
+
+    def models(self) -> list[ModelInfo]:
+        return list(self._models)
+
+    def _body(self, request: ModelRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": request.model,
+            "messages": ollama_messages(request.messages),
+            "stream": True,
+        }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        if request.thinking != "off":
+            body["think"] = True
+        if request.max_tokens is not None:
+            body["options"] = {"num_predict": request.max_tokens}
+        return body
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
+        where = f"provider {self.name!r}"
+        calls = 0
+        async with (
+            post_stream(
+                self._http,
+                self._url,
+                body=self._body(request),
+                headers={},
+                timeout=self._timeout,
+                where=where,
+            ) as response,
+            contextlib.aclosing(ndjson_lines(response, where)) as lines,
+        ):
+            async for line in lines:
+                if isinstance(line.get("error"), str):
+                    raise ProviderError(
+                        f"{where} reported an error mid-stream: {line['error'][:200]}"
+                    )
+                message = line.get("message") or {}
+                if message.get("thinking"):
+                    yield ThinkingDelta(str(message["thinking"]))
+                if message.get("content"):
+                    yield TextDelta(str(message["content"]))
+                for call in message.get("tool_calls") or []:
+                    function = call.get("function") or {}
+                    arguments = function.get("arguments")
+                    encoded = (
+                        arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+                    )
+                    yield ToolCallDelta(
+                        calls, id=f"call_{calls}", name=function.get("name"), arguments=encoded
+                    )
+                    calls += 1
+                if line.get("done"):
+                    yield Usage(
+                        int(line.get("prompt_eval_count") or 0), int(line.get("eval_count") or 0)
+                    )
+                    reason = (
+                        "tool_calls" if calls else _DONE.get(str(line.get("done_reason")), "stop")
+                    )
+                    yield Finish(reason)  # type: ignore[arg-type]
+                    return
+        raise ProviderError(
+            f"{where} ended the stream without finishing the answer", retryable=True
+        )
