@@ -164,3 +164,34 @@ async def test_configured_models(client: Client) -> None:
     with pytest.raises(AlephError) as bad:
         await client.call("models.capabilities", {"model_id": 5})
     assert bad.value.code == -32602
+
+
+async def test_catalog_builds_each_kind_and_the_gateway_owns_one_http_client(
+    data_dir: object,
+) -> None:
+    from aleph_trio import open_gateway
+    from aleph_trio.providers._anthropic import AnthropicProvider
+    from aleph_trio.providers._ollama import OllamaProvider
+    from aleph_trio.providers._openai import OpenAIProvider
+
+    config = Config(
+        providers={
+            "a": ProviderConfig(kind="openai", base_url="http://127.0.0.1:1/v1", models=("m",)),
+            "b": ProviderConfig(kind="anthropic", models=("m",)),
+            "c": ProviderConfig(kind="ollama", models=("m",)),
+            "d": ProviderConfig(kind="builtin"),
+        }
+    )
+    async with open_gateway(config, data_dir=data_dir) as gateway:  # type: ignore[arg-type]
+        kinds = {name: type(p) for name, p in gateway.models.providers.items()}
+        assert kinds == {
+            "a": OpenAIProvider,
+            "b": AnthropicProvider,
+            "c": OllamaProvider,
+            "d": BuiltinProvider,
+        }
+        model = gateway.models.resolve("d/offline")
+        assert gateway.models.provider_for(model) is gateway.models.providers["d"]
+        http = gateway.http
+        assert not http.is_closed
+    assert http.is_closed

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, final
 
 import attrs
+import httpx
 import platformdirs
 import trio
 
@@ -77,13 +78,15 @@ class Gateway:
         log_ring: LogRing,
         store: Store,
         bus: EventBus,
+        http: httpx.AsyncClient,
     ) -> None:
         self.data_dir = data_dir
         self.token_source = token_source
         self.bus = bus
         self.store = store
         self.sessions = SessionService(store, bus)
-        self.models = ModelCatalog(loaded.config)
+        self.http = http
+        self.models = ModelCatalog(loaded.config, http)
         self.settings = ConfigService(loaded, self.bus)
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
@@ -113,7 +116,7 @@ class Gateway:
         if new.events.replay_buffer != old.events.replay_buffer:
             self.bus.resize(new.events.replay_buffer)
         self.failures.limit = new.auth.failures_per_minute
-        self.models = ModelCatalog(new)
+        self.models = ModelCatalog(new, self.http)
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token
@@ -228,6 +231,7 @@ async def open_gateway(
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,
+            httpx.AsyncClient(follow_redirects=False) as http,
             trio.open_nursery() as nursery,
         ):
             interrupted = await store.fail_unfinished_runs(INTERRUPTED)
@@ -243,6 +247,7 @@ async def open_gateway(
                 log_ring=ring,
                 store=store,
                 bus=bus,
+                http=http,
             )
             _follow_logs(gateway, ring)
             if watch_config and loaded.path is not None:

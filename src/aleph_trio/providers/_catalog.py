@@ -7,10 +7,16 @@ from __future__ import annotations
 
 from typing import final
 
+import httpx
+
 from .._config import Config, ProviderConfig
+from .._config_file import resolve_secret
 from ..protocol import InvalidParams, ResourceNotFound
+from ._anthropic import AnthropicProvider
 from ._builtin import BUILTIN_MODEL, BuiltinProvider
-from ._types import ModelInfo
+from ._ollama import OllamaProvider
+from ._openai import OpenAIProvider
+from ._types import ModelInfo, Provider
 
 __all__ = ["ModelCatalog"]
 
@@ -35,15 +41,33 @@ def _configured(name: str, provider: ProviderConfig) -> list[ModelInfo]:
     ]
 
 
+def _provider(name: str, config: ProviderConfig, http: httpx.AsyncClient) -> Provider:
+    models = _configured(name, config)
+    key = resolve_secret(config.api_key)
+    if config.kind == "openai":
+        base_url = config.base_url or "https://api.openai.com/v1"
+        return OpenAIProvider(name, base_url=base_url, api_key=key, models=models, http=http)
+    if config.kind == "anthropic":
+        return AnthropicProvider(
+            name, base_url=config.base_url, api_key=key, models=models, http=http
+        )
+    if config.kind == "ollama":
+        return OllamaProvider(name, base_url=config.base_url, models=models, http=http)
+    return BuiltinProvider(name, config.models)
+
+
 @final
 class ModelCatalog:
-    def __init__(self, config: Config) -> None:
-        models: list[ModelInfo] = []
-        for name, provider in sorted(config.providers.items()):
-            models += _configured(name, provider)
-        if "builtin" not in config.providers:
-            models += BuiltinProvider().models()
-        self._models = {m.id: m for m in models}
+    """The providers built from the config, and their models by id."""
+
+    def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
+        self.providers: dict[str, Provider] = {
+            name: _provider(name, provider, http)
+            for name, provider in sorted(config.providers.items())
+        }
+        if "builtin" not in self.providers:
+            self.providers["builtin"] = BuiltinProvider()
+        self._models = {m.id: m for p in self.providers.values() for m in p.models()}
 
     @property
     def default_model(self) -> str:
@@ -51,6 +75,9 @@ class ModelCatalog:
         for model_id in self._models:
             return model_id
         return f"builtin/{BUILTIN_MODEL}"
+
+    def provider_for(self, model: ModelInfo) -> Provider:
+        return self.providers[model.provider]
 
     def list(self) -> list[ModelInfo]:
         return list(self._models.values())
