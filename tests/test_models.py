@@ -189,6 +189,7 @@ async def test_catalog_builds_each_kind_and_the_gateway_owns_one_http_client(
             "b": AnthropicProvider,
             "c": OllamaProvider,
             "d": BuiltinProvider,
+            "builtin": BuiltinProvider,
         }
         model = gateway.models.resolve("d/offline")
         assert gateway.models.provider_for(model) is gateway.models.providers["d"]
