@@ -14,7 +14,7 @@ from typing import Any, final
 import httpx
 
 from ._errors import ProviderError
-from ._http import post_stream, sse_data
+from ._http import Endpoint, sse_data, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -59,10 +59,7 @@ def anthropic_messages(messages: tuple[ChatMessage, ...]) -> tuple[str, list[dic
                 [{"type": "text", "text": m.content}] if m.content else []
             )
             for call in m.tool_calls:
-                try:
-                    arguments = json.loads(call.arguments or "{}")
-                except ValueError:
-                    arguments = {}
+                arguments = tool_arguments(call.arguments)
                 content.append(
                     {"type": "tool_use", "id": call.id, "name": call.name, "input": arguments}
                 )
@@ -86,11 +83,11 @@ class AnthropicProvider:
     ) -> None:
         self.name = name
         root = (base_url or "https://api.anthropic.com").rstrip("/")
-        self._url = root + ("/messages" if root.endswith("/v1") else "/v1/messages")
+        self._endpoint = Endpoint(
+            name, root + ("/messages" if root.endswith("/v1") else "/v1/messages"), http, timeout_s
+        )
         self._api_key = api_key
         self._models = models
-        self._http = http
-        self._timeout = httpx.Timeout(timeout_s, connect=10.0)
 
     def models(self) -> list[ModelInfo]:
         return list(self._models)
@@ -117,19 +114,12 @@ class AnthropicProvider:
         headers = {"anthropic-version": API_VERSION, "accept": "text/event-stream"}
         if self._api_key:
             headers["x-api-key"] = self._api_key
-        where = f"provider {self.name!r}"
+        where = self._endpoint.where
         tool_index: dict[int, int] = {}  # content block index -> tool call number
         prompt_tokens = output_tokens = 0
         stop: str | None = None
         async with (
-            post_stream(
-                self._http,
-                self._url,
-                body=self._body(request),
-                headers=headers,
-                timeout=self._timeout,
-                where=where,
-            ) as response,
+            self._endpoint.post(self._body(request), headers) as response,
             contextlib.aclosing(sse_data(response)) as events,
         ):
             async for data in events:

@@ -5,13 +5,24 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import attrs
 import httpx
 
 from ._errors import ProviderError
+from ._types import ToolSpec
 
-__all__ = ["error_detail", "ndjson_lines", "post_stream", "sse_data"]
+__all__ = [
+    "Endpoint",
+    "error_detail",
+    "function_tools",
+    "ndjson_lines",
+    "post_stream",
+    "sse_data",
+    "tool_arguments",
+]
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
@@ -54,6 +65,52 @@ async def post_stream(
         ) from None
     except httpx.HTTPError as exc:
         raise ProviderError(f"{where} failed: {type(exc).__name__}") from None
+
+
+@attrs.frozen
+class Endpoint:
+    """Where a remote provider sends its requests, and how long it waits."""
+
+    provider: str
+    url: str
+    http: httpx.AsyncClient
+    timeout_s: float
+
+    @property
+    def where(self) -> str:
+        return f"provider {self.provider!r}"
+
+    def post(
+        self, body: dict[str, Any], headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[httpx.Response]:
+        return post_stream(
+            self.http,
+            self.url,
+            body=body,
+            headers=headers,
+            timeout=httpx.Timeout(self.timeout_s, connect=10.0),
+            where=self.where,
+        )
+
+
+def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:
+    """Tools in the ``{"type": "function", "function": {...}}`` shape (OpenAI, Ollama)."""
+    return [
+        {
+            "type": "function",
+            "function": {"name": t.name, "description": t.description, "parameters": t.parameters},
+        }
+        for t in tools
+    ]
+
+
+def tool_arguments(text: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as an object (``{}`` when they are not one)."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _reason(exc: Exception) -> str:

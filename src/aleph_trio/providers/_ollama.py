@@ -10,7 +10,7 @@ from typing import Any, final
 import httpx
 
 from ._errors import ProviderError
-from ._http import ndjson_lines, post_stream
+from ._http import Endpoint, function_tools, ndjson_lines, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -35,10 +35,7 @@ def ollama_messages(messages: tuple[ChatMessage, ...]) -> list[dict[str, Any]]:
         if m.tool_calls:
             calls = []
             for call in m.tool_calls:
-                try:
-                    arguments = json.loads(call.arguments or "{}")
-                except ValueError:
-                    arguments = {}
+                arguments = tool_arguments(call.arguments)
                 calls.append({"function": {"name": call.name, "arguments": arguments}})
             item["tool_calls"] = calls
         out.append(item)
@@ -57,10 +54,10 @@ class OllamaProvider:
         timeout_s: float = 300.0,
     ) -> None:
         self.name = name
-        self._url = (base_url or "http://127.0.0.1:11434").rstrip("/") + "/api/chat"
+        self._endpoint = Endpoint(
+            name, (base_url or "http://127.0.0.1:11434").rstrip("/") + "/api/chat", http, timeout_s
+        )
         self._models = models
-        self._http = http
-        self._timeout = httpx.Timeout(timeout_s, connect=10.0)
 
     def models(self) -> list[ModelInfo]:
         return list(self._models)
@@ -72,17 +69,7 @@ class OllamaProvider:
             "stream": True,
         }
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = function_tools(request.tools)
         if request.thinking != "off":
             body["think"] = True
         if request.max_tokens is not None:
@@ -90,17 +77,10 @@ class OllamaProvider:
         return body
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
-        where = f"provider {self.name!r}"
+        where = self._endpoint.where
         calls = 0
         async with (
-            post_stream(
-                self._http,
-                self._url,
-                body=self._body(request),
-                headers={},
-                timeout=self._timeout,
-                where=where,
-            ) as response,
+            self._endpoint.post(self._body(request), {}) as response,
             contextlib.aclosing(ndjson_lines(response, where)) as lines,
         ):
             async for line in lines:

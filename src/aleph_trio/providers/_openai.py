@@ -17,7 +17,7 @@ from typing import Any, final
 import httpx
 
 from ._errors import ProviderError
-from ._http import error_detail, post_stream, sse_data
+from ._http import Endpoint, error_detail, function_tools, sse_data
 from ._types import (
     ChatMessage,
     Delta,
@@ -73,11 +73,9 @@ class OpenAIProvider:
         timeout_s: float = 120.0,
     ) -> None:
         self.name = name
-        self._url = base_url.rstrip("/") + "/chat/completions"
+        self._endpoint = Endpoint(name, base_url.rstrip("/") + "/chat/completions", http, timeout_s)
         self._api_key = api_key
         self._models = models
-        self._http = http
-        self._timeout = httpx.Timeout(timeout_s, connect=10.0)
 
     def models(self) -> list[ModelInfo]:
         return list(self._models)
@@ -90,17 +88,7 @@ class OpenAIProvider:
             "stream_options": {"include_usage": True},
         }
         if request.tools:
-            body["tools"] = [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": t.name,
-                        "description": t.description,
-                        "parameters": t.parameters,
-                    },
-                }
-                for t in request.tools
-            ]
+            body["tools"] = function_tools(request.tools)
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.thinking != "off":
@@ -111,17 +99,10 @@ class OpenAIProvider:
         headers = {"accept": "text/event-stream"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        where = f"provider {self.name!r}"
+        where = self._endpoint.where
         finished = False
         async with (
-            post_stream(
-                self._http,
-                self._url,
-                body=self._body(request),
-                headers=headers,
-                timeout=self._timeout,
-                where=where,
-            ) as response,
+            self._endpoint.post(self._body(request), headers) as response,
             contextlib.aclosing(sse_data(response)) as events,
         ):
             async for data in events:
