@@ -2,43 +2,33 @@
 
 from __future__ import annotations
 
-import re
-from typing import Any, final
+from typing import Annotated, Any, final
+
+from msgspec import Meta
 
 from ._events import EventBus
-from .protocol import InvalidParams, ResourceNotFound
+from .protocol import ResourceNotFound
 from .store import Message, Store
 from .store._records import Role
 
-__all__ = ["DEFAULT_SESSION", "SessionService", "estimate_tokens", "session_key_error"]
+__all__ = ["DEFAULT_SESSION", "SessionKey", "SessionService", "estimate_tokens"]
 
 DEFAULT_SESSION = "agent:main:main"
 MAX_KEY_LENGTH = 256
 _SEGMENT = r"[A-Za-z0-9_.@+\-]+"
-_KEY = re.compile(rf"agent:{_SEGMENT}(?::{_SEGMENT})+")
-#: The same rule as a JSON-Schema pattern for params (``(?!\n)`` keeps Python's ``$`` honest).
+#: ``(?!\n)`` keeps Python's ``$`` from accepting a trailing newline; ECMA regexes agree.
 KEY_PATTERN = rf"^agent:{_SEGMENT}(?::{_SEGMENT})+(?!\n)$"
 
-
-def session_key_error(key: str) -> str | None:
-    """Why ``key`` is not a session key, or ``None`` if it is one."""
-    if len(key) > MAX_KEY_LENGTH:
-        return f"a session key is at most {MAX_KEY_LENGTH} characters"
-    if not _KEY.fullmatch(key):
-        return (
-            "a session key is agent:<agent_id>:<name>[:<more>...], "
-            "segments of A-Z a-z 0-9 _ . @ + -"
-        )
-    return None
-
-
-def check_session_key(key: str, *, path: str = "$.session_key") -> str:
-    problem = session_key_error(key)
-    if problem is not None:
-        raise InvalidParams(
-            f"Invalid params: {path}: {problem}", errors=[{"path": path, "message": problem}]
-        )
-    return key
+#: A session key in params: validated by the params decoder and published in the schema.
+SessionKey = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_KEY_LENGTH,
+        pattern=KEY_PATTERN,
+        description="agent:<agent_id>:<name>[:<more>...], segments of A-Z a-z 0-9 _ . @ + -",
+    ),
+]
 
 
 def agent_of(key: str) -> str:

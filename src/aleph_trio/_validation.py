@@ -176,8 +176,21 @@ def _leaf(value: object, tp: Any, path: tuple[PathSegment, ...]) -> list[Problem
     try:
         msgspec.convert(value, tp)
     except msgspec.ValidationError as exc:
-        return [_problem_from_msgspec(exc, path)]
+        problem = _problem_from_msgspec(exc, path)
+        described = _description(tp)
+        if "matching regex" in problem.message and described:
+            # A regex says little to a person; the field's own description says what is wanted.
+            problem = Problem(problem.path, f"expected {described}")
+        return [problem]
     return []
+
+
+def _description(tp: Any) -> str | None:
+    if typing.get_origin(tp) is typing.Annotated:
+        for meta in typing.get_args(tp)[1:]:
+            if isinstance(meta, msgspec.Meta) and meta.description:
+                return meta.description
+    return None
 
 
 _AT = re.compile(r" - at `\$(?P<rest>.*)`$")

@@ -7,22 +7,17 @@ from typing import Annotated, Any
 import attrs
 from msgspec import Meta
 
-from .._sessions import DEFAULT_SESSION, KEY_PATTERN, check_session_key
+from .._sessions import DEFAULT_SESSION, SessionKey
 from ..protocol import ResourceNotFound
 from ._context import CallContext
 from ._registry import Namespace
 
 ns = Namespace()
 
-Key = Annotated[
-    str,
-    Meta(min_length=1, max_length=256, pattern=KEY_PATTERN, description="agent:<agent_id>:<name>"),
-]
-
 
 @attrs.frozen
 class HistoryParams:
-    session_key: Key = DEFAULT_SESSION
+    session_key: SessionKey = DEFAULT_SESSION
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
@@ -32,7 +27,7 @@ class HistoryParams:
     description="Messages of a chat session, oldest first (empty for a session not used yet).",
 )
 async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
-    key = check_session_key(params.session_key)
+    key = params.session_key
     try:
         messages, _ = await ctx.gateway.sessions.history(key, limit=params.limit)
     except ResourceNotFound:
@@ -42,7 +37,7 @@ async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
 
 @attrs.frozen
 class ClearParams:
-    session_key: Key = DEFAULT_SESSION
+    session_key: SessionKey = DEFAULT_SESSION
 
 
 @ns.method(
@@ -51,5 +46,5 @@ class ClearParams:
     description="Remove every message of a chat session; the session stays.",
 )
 async def clear(ctx: CallContext, params: ClearParams) -> dict[str, Any]:
-    removed = await ctx.gateway.sessions.clear(check_session_key(params.session_key))
+    removed = await ctx.gateway.sessions.clear(params.session_key)
     return {"cleared": True, "messages_removed": removed}

@@ -8,18 +8,13 @@ import attrs
 from msgspec import Meta
 
 from .._clock import format_ts, parse_ts
-from .._sessions import KEY_PATTERN, check_session_key
+from .._sessions import SessionKey
 from ..protocol import InvalidParams
 from ..store import SessionFilter
 from ._context import CallContext
 from ._registry import Namespace
 
 ns = Namespace()
-
-Key = Annotated[
-    str,
-    Meta(min_length=1, max_length=256, pattern=KEY_PATTERN, description="agent:<agent_id>:<name>"),
-]
 
 
 @attrs.frozen
@@ -59,7 +54,7 @@ async def list_sessions(ctx: CallContext, params: ListParams) -> dict[str, Any]:
 
 @attrs.frozen
 class HistoryParams:
-    session_key: Key
+    session_key: SessionKey
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
     before_id: Annotated[int, Meta(ge=1, le=2**63 - 1)] | None = None
 
@@ -70,7 +65,7 @@ class HistoryParams:
     description="The most recent messages of a session (older than before_id), oldest first.",
 )
 async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
-    key = check_session_key(params.session_key)
+    key = params.session_key
     messages, tokens = await ctx.gateway.sessions.history(
         key, limit=params.limit, before_id=params.before_id
     )
@@ -79,10 +74,10 @@ async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
 
 @attrs.frozen
 class DeleteParams:
-    session_key: Key
+    session_key: SessionKey
 
 
 @ns.method("session.delete", DeleteParams, description="Delete a session and all its messages.")
 async def delete(ctx: CallContext, params: DeleteParams) -> dict[str, Any]:
-    removed = await ctx.gateway.sessions.delete(check_session_key(params.session_key))
+    removed = await ctx.gateway.sessions.delete(params.session_key)
     return {"deleted": True, "messages_removed": removed}
