@@ -134,6 +134,8 @@ async def test_invalid_session_keys(client: Client, key: str) -> None:
         assert (
             info.value.data is not None and info.value.data["errors"][0]["path"] == "$.session_key"
         )
+        message = info.value.data["errors"][0]["message"]
+        assert "agent:<agent_id>:<name>" in message or "length <= 256" in message, message
 
 
 @pytest.mark.parametrize(
