@@ -48,6 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
+from _table import format_markdown, format_table  # noqa: E402
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -715,52 +716,6 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "other_cpu": pair.get("background_cores") if label[0] != " " else None,
         })  # fmt: skip
     return rows
-
-
-def _fmt(value: float | None) -> str:
-    if value is None:
-        return "-"
-    for limit, spec in ((1000, ",.0f"), (100, ".0f"), (10, ".1f")):
-        if abs(value) >= limit:
-            return format(value, spec)
-    return f"{value:.2f}"
-
-
-def _cells(row: dict[str, Any]) -> list[str]:
-    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-    verdict = {True: "PASS", False: "FAIL", None: ""}[row["pass"]]
-    other = "" if row["other_cpu"] is None else f"{row['other_cpu']:.2f}"
-    return [row["benchmark"], row["unit"], _fmt(row["gateway"]), _fmt(row["baseline"]), ratio,
-            row["target"], verdict, other]  # fmt: skip
-
-
-HEADER = ["benchmark", "unit", "aleph_trio", "baseline", "ratio", "target", "result", "other CPU"]
-
-
-def format_table(rows: list[dict[str, Any]]) -> str:
-    lines = [HEADER] + [_cells(row) for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
-    out = []
-    for i, line in enumerate(lines):
-        cells = [
-            c.rjust(w) if j in (2, 3, 4, 7) else c.ljust(w)
-            for j, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def format_markdown(rows: list[dict[str, Any]]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|---|---|--:|"]
-    for row in rows:
-        cells = _cells(row)
-        if cells[0].startswith(" "):
-            cells[0] = "&nbsp;&nbsp;&nbsp;" + cells[0].strip()
-        cells[6] = {"FAIL": "**FAIL**", "PASS": "pass"}.get(cells[6], "")
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
 
 
 # -- main ------------------------------------------------------------------------------------

@@ -54,12 +54,12 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
+from _table import format_markdown, format_table  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
     Load,
     Server,
-    _fmt,
     _percentile,
     machine_info,
     running,
@@ -975,7 +975,7 @@ def main() -> int:
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2, default=list) + "\n")
-    args.output.with_suffix(".md").write_text(format_markdown(rows, _fmt) + "\n")
+    args.output.with_suffix(".md").write_text(format_markdown(rows, baseline="sqlite3 loop") + "\n")
 
     m, v = machine, machine["versions"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
@@ -988,7 +988,7 @@ def main() -> int:
         else "pinning: off"
     )
     print()
-    print(format_table(rows, _fmt))
+    print(format_table(rows, baseline="sqlite3 loop"))
     print()
     print("baseline: the same SQL in a plain loop on stdlib sqlite3 (one transaction per append)")
     print("other CPU: cores used by other processes while the gateway was measured")
@@ -997,52 +997,6 @@ def main() -> int:
     if failed:
         print("targets missed: " + "; ".join(failed))
     return 0
-
-
-HEADER = [
-    "benchmark",
-    "unit",
-    "aleph_trio",
-    "sqlite3 loop",
-    "ratio",
-    "target",
-    "result",
-    "other CPU",
-]
-
-
-def _cells(row: dict[str, Any], fmt: Callable[[float | None], str]) -> list[str]:
-    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
-    verdict = {True: "PASS", False: "FAIL", None: ""}[row["pass"]]
-    other = "" if row["other_cpu"] is None else f"{row['other_cpu']:.2f}"
-    return [row["benchmark"], row["unit"], fmt(row["gateway"]), fmt(row["baseline"]), ratio,
-            row["target"], verdict, other]  # fmt: skip
-
-
-def format_table(rows: list[dict[str, Any]], fmt: Callable[[float | None], str]) -> str:
-    lines = [HEADER] + [_cells(row, fmt) for row in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
-    out = []
-    for i, line in enumerate(lines):
-        cells = [
-            c.rjust(w) if j in (2, 3, 4, 7) else c.ljust(w)
-            for j, (c, w) in enumerate(zip(line, widths, strict=True))
-        ]
-        out.append("  ".join(cells).rstrip())
-        if i == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return "\n".join(out)
-
-
-def format_markdown(rows: list[dict[str, Any]], fmt: Callable[[float | None], str]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |", "|---|---|--:|--:|--:|---|---|--:|"]
-    for row in rows:
-        cells = _cells(row, fmt)
-        if cells[0].startswith(" "):
-            cells[0] = "&nbsp;&nbsp;&nbsp;" + cells[0].strip()
-        cells[6] = {"FAIL": "**FAIL**", "PASS": "pass"}.get(cells[6], "")
-        out.append("| " + " | ".join(cells) + " |")
-    return "\n".join(out)
 
 
 if __name__ == "__main__":

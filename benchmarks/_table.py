@@ -1,0 +1,53 @@
+"""The result table both benchmark scripts print (plain text) and save (Markdown)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    for limit, spec in ((1000, ",.0f"), (100, ".0f"), (10, ".1f")):
+        if abs(value) >= limit:
+            return format(value, spec)
+    return f"{value:.2f}"
+
+
+def _header(baseline: str) -> list[str]:
+    return ["benchmark", "unit", "aleph_trio", baseline, "ratio", "target", "result", "other CPU"]
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    ratio = "-" if row["ratio"] is None else f"{row['ratio']:.2f}x"
+    verdict = {True: "PASS", False: "FAIL", None: ""}[row["pass"]]
+    other = "" if row["other_cpu"] is None else f"{row['other_cpu']:.2f}"
+    return [row["benchmark"], row["unit"], fmt(row["gateway"]), fmt(row["baseline"]), ratio,
+            row["target"], verdict, other]  # fmt: skip
+
+
+def format_table(rows: list[dict[str, Any]], *, baseline: str = "baseline") -> str:
+    header = _header(baseline)
+    lines = [header] + [_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for i, line in enumerate(lines):
+        cells = [
+            c.rjust(w) if j in (2, 3, 4, 7) else c.ljust(w)
+            for j, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+        if i == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def format_markdown(rows: list[dict[str, Any]], *, baseline: str = "baseline") -> str:
+    out = ["| " + " | ".join(_header(baseline)) + " |", "|---|---|--:|--:|--:|---|---|--:|"]
+    for row in rows:
+        cells = _cells(row)
+        if cells[0].startswith(" "):
+            cells[0] = "&nbsp;&nbsp;&nbsp;" + cells[0].strip()
+        cells[6] = {"FAIL": "**FAIL**", "PASS": "pass"}.get(cells[6], "")
+        out.append("| " + " | ".join(cells) + " |")
+    return "\n".join(out)
