@@ -29,3 +29,22 @@ def json_values(
     )
     objects = st.dictionaries(st.text(max_size=key_size), values, max_size=width)
     return scalars, values, objects
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def same_json(a: object, b: object) -> bool:
+    """Equality of decoded JSON that does not confuse ``1``, ``1.0`` and ``True``."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if _is_int(a) or _is_int(b):
+        return _is_int(a) and _is_int(b) and a == b
+    if isinstance(a, float) or isinstance(b, float):
+        return isinstance(a, float) and isinstance(b, float) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b

@@ -31,7 +31,7 @@ from aleph_trio.protocol import (
     encode_result,
     parse_message,
 )
-from jsonvalues import finite_floats, json_values as json_values_of
+from jsonvalues import finite_floats, json_values as json_values_of, same_json
 
 PARSE_ERROR = int(ErrorCode.PARSE_ERROR)
 INVALID_REQUEST = int(ErrorCode.INVALID_REQUEST)
@@ -214,21 +214,6 @@ class _Frozen:
 
     def __repr__(self) -> str:
         return f"_Frozen({self.value!r})"
-
-
-def same_json(a: object, b: object) -> bool:
-    """Equality of decoded JSON that does not confuse ``1``, ``1.0`` and ``True``."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if _is_int(a) or _is_int(b):
-        return _is_int(a) and _is_int(b) and a == b
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, float) and isinstance(b, float) and a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 def outcome_of(item: object) -> tuple[Any, ...]:
