@@ -181,3 +181,33 @@ async def test_interrupted_snapshot_read_leaves_no_stale_snapshot(db: Path) -> N
             session, messages = await store.session_history(KEY, limit=10)
             assert [m.content for m in messages] == ["first", "second"]
             assert session is not None and session.message_count == 2
+
+
+async def test_one_transaction_rolls_back_only_the_failing_change(db: Path) -> None:
+    """Group commit in isolation: two changes in one batch, the first fails, the second lands."""
+    from aleph_trio.store._sqlite import _run_batch, _WriteOp
+
+    async with open_sqlite_store(db):
+        pass
+    conn = sqlite3.connect(db, isolation_level=None)
+
+    def broken(c: sqlite3.Connection) -> None:
+        c.execute(
+            "INSERT INTO memory (id, content, source, created_at, metadata) VALUES ('a', 'half', 's', 't', '{}')"
+        )
+        c.execute("INSERT INTO no_such_table VALUES (1)")
+
+    def good(c: sqlite3.Connection) -> str:
+        c.execute(
+            "INSERT INTO memory (id, content, source, created_at, metadata) VALUES ('b', 'whole', 's', 't', '{}')"
+        )
+        return "done"
+
+    batch = [_WriteOp(broken), _WriteOp(good)]
+    _run_batch(batch, conn)
+    with pytest.raises(sqlite3.OperationalError):
+        batch[0].result.unwrap()  # type: ignore[union-attr]
+    assert batch[1].result.unwrap() == "done"  # type: ignore[union-attr]
+    assert not conn.in_transaction
+    assert [r[0] for r in conn.execute("SELECT id FROM memory")] == ["b"]
+    conn.close()
