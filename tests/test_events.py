@@ -174,3 +174,20 @@ async def test_unsubscribed_connection_gets_nothing(gateway: Gateway) -> None:
         with trio.move_on_after(0.05):
             await idle.next_event()
             pytest.fail("an unsubscribed connection received an event")
+
+
+async def test_resizing_the_ring_keeps_the_newest_and_reports_the_gap() -> None:
+    bus = EventBus(replay_buffer=10)
+    for _ in range(10):
+        bus.publish("a.x", {})
+    bus.resize(4)
+    assert bus.statistics().buffered == 4
+    assert bus.statistics().oldest_buffered_seq == 7
+    got, _ = collector(bus)
+
+    async def send(event: Event) -> None:
+        got.append(event)
+
+    outcome = await bus.add_patterns(collector.sub, [TopicPattern("a.*")], since_seq=3, send=send)  # type: ignore[attr-defined]
+    assert outcome.gap is True
+    assert [e.seq for e in got] == [7, 8, 9, 10]

@@ -172,10 +172,6 @@ class EventBus:
         self.unsubscribe(sub)
         sub.on_overflow()
 
-    def check_since(self, since_seq: int) -> None:
-        if since_seq > self._seq:
-            raise ValueError(f"since_seq {since_seq} is ahead of the event head {self._seq}")
-
     async def add_patterns(
         self,
         sub: Subscriber,
@@ -196,7 +192,8 @@ class EventBus:
             for p in added:
                 sub.patterns[p.text] = p
             return ReplayOutcome(0, gap=False)
-        self.check_since(since_seq)
+        if since_seq > self._seq:
+            raise ValueError(f"since_seq {since_seq} is ahead of the event head {self._seq}")
         old = Subscriber(0, sub.deliver, sub.on_overflow, sub.may_see)
         old.patterns = dict(sub.patterns)
         old.owned_runs = sub.owned_runs
@@ -231,12 +228,9 @@ class EventBus:
         finally:
             sub.paused = False
 
-    def replay_window(self) -> tuple[int | None, int]:
-        """(oldest buffered seq, head)."""
-        return (self._ring[0].seq if self._ring else None, self._seq)
-
     def statistics(self) -> EventBusStatistics:
-        oldest, head = self.replay_window()
+        oldest = self._ring[0].seq if self._ring else None
+        head = self._seq
         return EventBusStatistics(
             head, len(self._subscribers), len(self._ring), oldest, self._overflows
         )
