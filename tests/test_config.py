@@ -198,7 +198,7 @@ async def test_watcher_applies_saved_change_after_debounce(
 ) -> None:
     async with open_gateway(config_path=config_file, data_dir=data_dir) as gateway:
         async with gateway.connect() as client:
-            assert (await client.call("health"))["services"] == {"config_watcher": "running"}
+            assert (await client.call("health"))["services"]["config_watcher"] == "running"
             await client.call("events.subscribe", {"patterns": ["config.*"]})
             tmp = config_file.with_suffix(".tmp")
             tmp.write_text(GOOD.replace('"Be brief."', '"Be thorough."'))

@@ -48,10 +48,34 @@ RESOURCE_NOT_FOUND = int(ErrorCode.RESOURCE_NOT_FOUND)
 #: Methods whose handlers reject some schema-valid params on purpose (PROTOCOL §6.3, §6.4, §9,
 #: §18): pattern syntax and the 64-pattern limit, since_seq beyond the head, unknown log
 #: components, an invalid config file.
-SEMANTIC_CHECKS = frozenset({"events.subscribe", "logs.set_level", "config.reload", "session.list"})
+SEMANTIC_CHECKS = frozenset(
+    {
+        "events.subscribe",
+        "logs.set_level",
+        "config.reload",
+        "session.list",
+        "agent.run",  # blank message, unknown model
+        "chat.send",  # blank message
+        "agent.respondToInput",  # the run has finished
+        "session.compact",  # a run holds the session
+    }
+)
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
 NAMES_A_RESOURCE = frozenset(
-    {"session.history", "session.delete", "memory.delete", "models.get", "models.capabilities"}
+    {
+        "session.history",
+        "session.delete",
+        "session.compact",
+        "memory.delete",
+        "models.get",
+        "models.capabilities",
+        "agent.run",  # agent_id
+        "agent.status",
+        "agent.cancel",
+        "agent.respondToInput",
+        "chat.send",  # the session key names an agent
+        "chat.abort",
+    }
 )
 
 #: Wait for anything from the gateway at most this long (everything here is in memory).

@@ -19,7 +19,8 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {}
+    assert result["services"] == {"runs": "running"}
+    assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
 
@@ -123,6 +124,14 @@ async def test_commands_list_matches_registry_and_validation(
         "session.list",
         "session.history",
         "session.delete",
+        "session.compact",
+        "agent.run",
+        "agent.status",
+        "agent.cancel",
+        "agent.list",
+        "agent.respondToInput",
+        "chat.send",
+        "chat.abort",
         "chat.history",
         "chat.clear",
         "memory.search",

@@ -89,6 +89,10 @@ class RunsConfig:
     max_concurrent: Count = 8
     max_iterations: Count = 25
     timeout_s: Annotated[float, Meta(gt=0)] = 900.0
+    #: Prompt plus completion tokens one run may use over all its model calls.
+    token_budget: Count = 1_000_000
+    #: How often a model call that failed before its first output (429, 5xx, refused) is retried.
+    provider_retries: Annotated[int, Meta(ge=0, le=10)] = 2
 
 
 @attrs.frozen

@@ -24,14 +24,19 @@ import platformdirs
 import trio
 
 from ._auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
+from ._builtin_tools import builtin_tools
 from ._clock import now_ts
+from ._compaction import Compactor
 from ._config import Config
 from ._config_file import LoadedConfig, default_config_path, load_config, resolve_secret
 from ._config_service import ConfigService
 from ._events import EventBus
 from ._logs import ROOT, LogRing, apply_levels, component_logger
+from ._prompt import PromptBuilder
+from ._runs import RunManager, RunStatistics
 from ._services import ServiceRegistry
 from ._sessions import SessionService
+from ._tools import ToolBox
 from .providers import ModelCatalog
 from .rpc import build_registry
 from .server import serve_listeners, serve_stream
@@ -58,6 +63,7 @@ class GatewayStatistics:
     seq: int
     subscribers: int
     services: dict[str, str]
+    runs: RunStatistics
 
 
 def default_data_dir() -> Path:
@@ -93,6 +99,10 @@ class Gateway:
         self.failures = FailureLimiter(limit=loaded.config.auth.failures_per_minute)
         self.registry: Registry = build_registry()
         self.services = ServiceRegistry(self.bus)
+        self.tools = ToolBox(builtin_tools())
+        self.prompts = PromptBuilder(store)
+        self.runs = RunManager(self)
+        self.compactor = Compactor(self)
         self.logs = log_ring
         self.connections: dict[str, Connection] = {}
         self._started = time.monotonic()
@@ -117,6 +127,7 @@ class Gateway:
             self.bus.resize(new.events.replay_buffer)
         self.failures.limit = new.auth.failures_per_minute
         self.models = ModelCatalog(new, self.http)
+        self.runs.fill()
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token
@@ -185,6 +196,7 @@ class Gateway:
             seq=bus.seq,
             subscribers=bus.subscribers,
             services=self.services.statuses(),
+            runs=self.runs.statistics(),
         )
 
 
@@ -250,6 +262,7 @@ async def open_gateway(
                 http=http,
             )
             _follow_logs(gateway, ring)
+            await gateway.services.start(nursery, "runs", gateway.runs.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, final
 
 import httpx
@@ -110,7 +110,7 @@ class AnthropicProvider:
         body["max_tokens"] = max_tokens
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
         headers = {"anthropic-version": API_VERSION, "accept": "text/event-stream"}
         if self._api_key:
             headers["x-api-key"] = self._api_key

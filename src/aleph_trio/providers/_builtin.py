@@ -13,6 +13,10 @@ the last message and follows simple directives (case does not matter):
 ``recall <topic>``          calls ``memory_search`` for that topic
 ==========================  =====================================================================
 
+Asked to summarise a conversation (the request compaction sends, starting with
+:data:`SUMMARY_REQUEST`), it summarises what the user wrote and lists facts the user stated about
+themselves ("my name is …", "I live in …", "remember that …").
+
 With thinking on it first streams a short reasoning. After a tool result it reports what the tool
 returned. Anything else gets an answer that says it is the offline built-in model and lists
 these directives.
@@ -22,7 +26,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+import zlib
+from collections.abc import AsyncGenerator
 from typing import final
 
 import trio
@@ -38,7 +43,7 @@ from ._types import (
     Usage,
 )
 
-__all__ = ["BUILTIN_MODEL", "HELP_TEXT", "BuiltinProvider"]
+__all__ = ["BUILTIN_MODEL", "HELP_TEXT", "SUMMARY_REQUEST", "BuiltinProvider"]
 
 BUILTIN_MODEL = "offline"
 SLOW_WORD_DELAY_S = 0.05
@@ -59,6 +64,18 @@ _TOOL_DIRECTIVES = [
         "content",
     ),
     (re.compile(r"^\s*recall\s+(?P<arg>.+?)\s*$", re.I | re.S), "memory_search", "query"),
+]
+#: The first line of a request to summarise a conversation transcript (session compaction).
+SUMMARY_REQUEST = "Summarise the conversation transcript below."
+_CLAUSE = r"([^.!?,;\n]+?)(?=\s+and\s|\s+but\s|[.!?,;\n]|$)"
+_FACTS = [
+    (re.compile(rf"\bremember (?:that )?+(?!my |I ){_CLAUSE}", re.I), "{}"),
+    (
+        re.compile(rf"\bmy ((?:[a-z]+ ){{0,3}}[a-z]+) (?:is|are) {_CLAUSE}", re.I),
+        "The user's {} is {}",
+    ),
+    (re.compile(rf"\bI(?: am|'m) ((?:from|in|a|an|the)\b{_CLAUSE})", re.I), "The user is {}"),
+    (re.compile(rf"\bI (live|work|like|love|prefer|use|study) {_CLAUSE}", re.I), "The user {}s {}"),
 ]
 _ECHO = re.compile(r"^\s*echo:\s?(?P<text>.*)$", re.I | re.S)
 _COUNT = re.compile(r"\bcount to (?P<n>\d{1,4})\b", re.I)
@@ -95,7 +112,7 @@ class BuiltinProvider:
             for model in self._models
         ]
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
         prompt_tokens = sum(_tokens(m.content) for m in request.messages)
         last = request.messages[-1] if request.messages else None
         offered = {tool.name for tool in request.tools}
@@ -108,11 +125,15 @@ class BuiltinProvider:
 
         if last is not None and last.role == "tool":
             answer = f"The tool returned: {text[:500]}"
+        elif text.startswith(SUMMARY_REQUEST):
+            answer = self._summary(text)
         elif (call := self._tool_call(text, offered)) is not None:
             name, arguments = call
             encoded = json.dumps(arguments)
             # Arguments arrive in pieces, as real providers send them.
-            yield ToolCallDelta(0, id=f"call_{abs(hash((name, encoded))) % 10**10}", name=name)
+            # Deterministic, and distinct for each turn of a conversation.
+            call_id = f"call_{zlib.crc32(f'{len(request.messages)}:{name}:{encoded}'.encode()):08x}"
+            yield ToolCallDelta(0, id=call_id, name=name)
             for start in range(0, len(encoded), 8):
                 yield ToolCallDelta(0, arguments=encoded[start : start + 8])
                 await trio.lowlevel.checkpoint()
@@ -144,6 +165,27 @@ class BuiltinProvider:
                     value = value[1:-1]
                 return tool, {argument: value}
         return None
+
+    @staticmethod
+    def _summary(request: str) -> str:
+        transcript = request.partition("TRANSCRIPT:")[2]
+        said = [line[6:].strip() for line in transcript.splitlines() if line.startswith("user: ")]
+        topics = "; ".join(" ".join(line.split()[:8]) for line in said[:10]) or "nothing"
+        facts: list[str] = []
+        for line in said:
+            for pattern, template in _FACTS:
+                for match in pattern.finditer(line):
+                    groups = [g for g in match.groups() if g is not None]
+                    fact = template.format(*(g.strip() for g in groups[: template.count("{}")]))
+                    if fact not in facts:
+                        facts.append(fact)
+        lines = [
+            "SUMMARY:",
+            f"The user sent {len(said)} messages, about: {topics}.",
+            "FACTS:",
+            *(f"- {fact}" for fact in facts),
+        ]
+        return "\n".join(lines)
 
     @staticmethod
     def _answer(text: str, offered: set[str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, final
 
 import httpx
@@ -76,7 +76,7 @@ class OllamaProvider:
             body["options"] = {"num_predict": request.max_tokens}
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncIterator[Delta]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
         where = self._endpoint.where
         calls = 0
         async with (

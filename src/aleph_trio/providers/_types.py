@@ -7,7 +7,7 @@ thinking as they arrive, tool calls (whose arguments may come in pieces), usage,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -132,4 +132,4 @@ class Provider(Protocol):
 
     def models(self) -> list[ModelInfo]: ...
 
-    def stream(self, request: ModelRequest) -> AsyncIterator[Delta]: ...
+    def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]: ...

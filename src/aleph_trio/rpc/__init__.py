@@ -12,8 +12,16 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import auth, chat, config, events, memory, models, session, system
+    from . import agent, auth, chat, config, events, memory, models, session, system
 
     return Registry(
-        auth.ns, system.ns, events.ns, config.ns, session.ns, chat.ns, memory.ns, models.ns
+        auth.ns,
+        system.ns,
+        events.ns,
+        config.ns,
+        agent.ns,
+        session.ns,
+        chat.ns,
+        memory.ns,
+        models.ns,
     )

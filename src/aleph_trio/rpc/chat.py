@@ -1,4 +1,4 @@
-"""``chat.history`` and ``chat.clear`` (PROTOCOL §8)."""
+"""``chat.send``, ``chat.abort``, ``chat.history`` and ``chat.clear`` (PROTOCOL §8)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,60 @@ from typing import Annotated, Any
 import attrs
 from msgspec import Meta
 
-from .._sessions import DEFAULT_SESSION, SessionKey
+from .._sessions import DEFAULT_SESSION, SessionKey, agent_of
 from ..protocol import ResourceNotFound
 from ._context import CallContext
 from ._registry import Namespace
+from .agent import IdempotencyKey, Message, RunId, start_run, visible_run
 
 ns = Namespace()
+
+
+@attrs.frozen
+class SendParams:
+    message: Message
+    session_key: SessionKey = DEFAULT_SESSION
+    idempotency_key: IdempotencyKey | None = None
+
+
+@ns.method(
+    "chat.send",
+    SendParams,
+    description="Send a chat message: an agent run by the session's agent; its events follow.",
+)
+async def send(ctx: CallContext, params: SendParams) -> dict[str, Any]:
+    key = params.session_key
+    return await start_run(
+        ctx,
+        params.message,
+        session_key=key,
+        agent_id=agent_of(key),
+        idempotency_key=params.idempotency_key,
+    )
+
+
+@attrs.frozen
+class AbortParams:
+    run_id: RunId | None = None
+    session_key: SessionKey = DEFAULT_SESSION
+
+
+@ns.method(
+    "chat.abort",
+    AbortParams,
+    description="Abort the given run, else the run active on the session; waits until it stopped.",
+)
+async def abort(ctx: CallContext, params: AbortParams) -> dict[str, Any]:
+    runs = ctx.gateway.runs
+    run_id = params.run_id
+    if run_id is None:
+        live = runs.active_run(params.session_key)
+        if live is None:
+            return {"aborted": False}
+        run_id = live.run_id
+    await visible_run(ctx, run_id)
+    aborted = await runs.cancel(run_id, "aborted by chat.abort")
+    return {"aborted": aborted, "run_id": run_id}
 
 
 @attrs.frozen

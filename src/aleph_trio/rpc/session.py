@@ -1,20 +1,32 @@
-"""``session.list``, ``session.history``, ``session.delete`` (PROTOCOL §8)."""
+"""``session.list``, ``session.history``, ``session.compact``, ``session.delete`` (PROTOCOL §8)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import attrs
 from msgspec import Meta
 
+from .._agents import DEFAULT_AGENT
 from .._clock import format_ts, parse_ts
-from .._sessions import SessionKey
-from ..protocol import InvalidParams
+from .._compaction import CompactionFailed
+from .._sessions import SessionKey, agent_of
+from ..protocol import InternalError, InvalidParams, ResourceNotFound
 from ..store import SessionFilter
 from ._context import CallContext
 from ._registry import Namespace
 
+if TYPE_CHECKING:
+    from .._gateway import Gateway
+
 ns = Namespace()
+
+
+def session_model(gateway: Gateway, session_key: str) -> str:
+    """The model of the session's agent (the main agent's if that agent is gone)."""
+    agents = gateway.config.agents
+    agent = agents.get(agent_of(session_key)) or agents.get(DEFAULT_AGENT)
+    return (agent.model if agent else None) or gateway.models.default_model
 
 
 @attrs.frozen
@@ -77,7 +89,43 @@ class DeleteParams:
     session_key: SessionKey
 
 
-@ns.method("session.delete", DeleteParams, description="Delete a session and all its messages.")
+@ns.method(
+    "session.delete",
+    DeleteParams,
+    description="Delete a session and all its messages; its runs are cancelled first.",
+)
 async def delete(ctx: CallContext, params: DeleteParams) -> dict[str, Any]:
+    await ctx.gateway.runs.cancel_session(params.session_key, "session deleted")
     removed = await ctx.gateway.sessions.delete(params.session_key)
     return {"deleted": True, "messages_removed": removed}
+
+
+@attrs.frozen
+class CompactParams:
+    session_key: SessionKey
+
+
+@ns.method(
+    "session.compact",
+    CompactParams,
+    description="Summarise all but the newest messages into one, and keep durable facts in memory.",
+)
+async def compact(ctx: CallContext, params: CompactParams) -> dict[str, Any]:
+    gateway = ctx.gateway
+    key = params.session_key
+    if await gateway.store.get_session(key) is None:
+        raise ResourceNotFound("session", key)
+    model = gateway.models.resolve(session_model(gateway, key))
+
+    async def work() -> dict[str, Any]:
+        try:
+            result = await gateway.compactor.compact(key, model=model)
+        except CompactionFailed as exc:
+            raise InternalError(f"Internal error: compaction failed: {exc}") from None
+        return result.to_json()
+
+    return await gateway.runs.exclusive(
+        key,
+        work,
+        busy_message=f"Invalid params: a run is active on {key}; compact it once the run ended",
+    )

@@ -29,6 +29,7 @@ async def health(ctx: CallContext, params: NoParams) -> dict[str, Any]:
         "uptime_s": round(stats.uptime_s, 3),
         "connections": stats.connections,
         "services": stats.services,
+        "runs": {"running": stats.runs.running, "queued": stats.runs.queued},
     }
 
 

@@ -78,6 +78,8 @@ class Run:
     tokens_used: int = 0
     error: str | None = None
     output: str | None = None
+    principal_id: str | None = None
+    error_code: int | None = None
 
 
 @attrs.frozen

@@ -75,4 +75,9 @@ MIGRATIONS: list[str] = [
         expires_at  REAL NOT NULL
     );
     """,
+    # 2: who started a run (guests see only their own) and the JSON-RPC code of its error
+    """
+    ALTER TABLE runs ADD COLUMN principal_id TEXT;
+    ALTER TABLE runs ADD COLUMN error_code INTEGER;
+    """,
 ]

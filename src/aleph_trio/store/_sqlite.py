@@ -493,12 +493,13 @@ class SQLiteStore:
         def tx(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO runs (run_id, session_key, agent_id, model, status, created_at, "
-                "started_at, finished_at, iterations, tokens_used, error, output) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET "
+                "started_at, finished_at, iterations, tokens_used, error, output, principal_id, "
+                "error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (run_id) DO UPDATE SET "
                 "status = excluded.status, started_at = excluded.started_at, "
                 "finished_at = excluded.finished_at, iterations = excluded.iterations, "
                 "tokens_used = excluded.tokens_used, error = excluded.error, "
-                "output = excluded.output",
+                "output = excluded.output, error_code = excluded.error_code",
                 (
                     run.run_id,
                     run.session_key,
@@ -512,6 +513,8 @@ class SQLiteStore:
                     run.tokens_used,
                     run.error,
                     run.output,
+                    run.principal_id,
+                    run.error_code,
                 ),
             )
 
@@ -530,8 +533,8 @@ class SQLiteStore:
 
         def tx(conn: sqlite3.Connection) -> list[Run]:
             rows = conn.execute(
-                f"UPDATE runs SET status = 'failed', error = ?, finished_at = ? "
-                f"WHERE status IN ({marks}) RETURNING *",
+                "UPDATE runs SET status = 'failed', error = ?, error_code = -32603, "
+                f"finished_at = ? WHERE status IN ({marks}) RETURNING *",
                 (error, finished_at, *UNFINISHED),
             ).fetchall()
             return [Run(**dict(r)) for r in rows]

@@ -1,0 +1,570 @@
+"""The run manager (PROTOCOL §7): admission, per-session FIFO, cancellation, the terminal event.
+
+Every accepted run is a task in the manager's nursery with its own cancel scope, registered by
+run id. A run waits for its *turn*: first in its session's lane (runs on one session are
+serialised, FIFO) and then for one of ``runs.max_concurrent`` slots (FIFO across sessions).
+Compaction takes a session's lane too, so no run starts while its history is being rewritten.
+
+Whatever happens to a run (completion, a provider failure, a timeout, ``agent.cancel``, a
+deleted session, gateway shutdown), its task ends through :meth:`RunManager._finish`, which
+stores the partial assistant text, persists the final record and then publishes
+``stream.end`` (if the stream started) and exactly one terminal event. Nothing of the run is
+published after that.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
+
+import attrs
+import trio
+
+from ._agent_loop import RunFailure, run_agent
+from ._agents import Agent, resolve_agent
+from ._clock import now_ts
+from ._logs import component_logger
+from ._run_states import check_transition
+from .protocol import ErrorCode, InvalidParams, ResourceNotFound
+from .providers import ModelInfo, Provider
+from .store import Run, StoreError
+
+if TYPE_CHECKING:
+    from ._events import Subscriber
+    from ._gateway import Gateway
+
+__all__ = ["LiveRun", "RunManager", "RunStatistics", "Turn"]
+
+log = component_logger("runs")
+
+T = TypeVar("T")
+
+#: How long the final bookkeeping of a run may take once it has been cancelled.
+FINISH_TIMEOUT_S: Final = 5.0
+#: Idempotency keys of ``agent.run`` are kept this long (PROTOCOL §7).
+IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
+#: ``agent.respondToInput`` messages waiting for a turn boundary, per run.
+MAX_PENDING_INPUTS: Final = 100
+
+THINKING_FOR_TRUE: Final = "medium"
+
+
+@attrs.define(eq=False)
+class Turn:
+    """A session's lane entry: a run, or a compaction holding the session."""
+
+    session_key: str
+    needs_slot: bool = True
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    admitted: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
+
+
+@attrs.define(eq=False)
+class Question:
+    request_id: str
+    answer: trio.MemorySendChannel[str]
+
+
+@attrs.frozen
+class Outcome:
+    status: Literal["completed", "failed", "cancelled"]
+    message: str | None = None
+    code: int | None = None
+
+
+@final
+@attrs.define(eq=False)
+class LiveRun(Turn):
+    """A run that has not finished: its record, its request and what it has produced so far."""
+
+    record: Run = attrs.field(kw_only=True)
+    agent: Agent = attrs.field(kw_only=True)
+    model: ModelInfo = attrs.field(kw_only=True)
+    provider: Provider = attrs.field(kw_only=True)
+    message: str = attrs.field(kw_only=True)
+    thinking: str = attrs.field(kw_only=True)
+    manager: RunManager = attrs.field(kw_only=True)
+    watchers: list[Subscriber] = attrs.field(kw_only=True, factory=list)
+    cancel_reason: str | None = None
+    finishing: bool = False
+    stream_started: bool = False
+    text: list[str] = attrs.Factory(list)  #: every text chunk of the run
+    unsaved: list[str] = attrs.Factory(list)  #: text of the turn not yet stored
+    open_calls: list[str] = attrs.Factory(list)  #: stored tool calls without a stored result
+    chunk_index: int = 0
+    thinking_index: int = 0
+    inputs: collections.deque[str] = attrs.Factory(collections.deque)
+    question: Question | None = None
+    started_at: float = 0.0  #: ``trio.current_time()`` when admitted
+
+    @property
+    def run_id(self) -> str:
+        return self.record.run_id
+
+    def emit(self, topic: str, data: dict[str, Any]) -> None:
+        """Publish an event of this run (it carries ``run_id`` and ``session_key``)."""
+        payload = {"run_id": self.record.run_id, "session_key": self.session_key, **data}
+        self.manager.bus_publish(topic, payload, self)
+
+    async def set_status(self, status: str) -> None:
+        """Move to ``status`` and persist it (state first: callers publish afterwards)."""
+        self.record = attrs.evolve(self.record, status=check_transition(self.record.status, status))
+        await self.manager.save(self.record)
+
+    async def ask_user(self, question: str, options: list[str] | None) -> str:
+        """Put the run in ``waiting_input`` until ``agent.respondToInput`` answers."""
+        send, receive = trio.open_memory_channel[str](1)
+        request = Question("input_" + uuid.uuid4().hex[:16], send)
+        self.question = request
+        try:
+            await self.set_status("waiting_input")
+            data: dict[str, Any] = {"request_id": request.request_id, "question": question}
+            if options:
+                data["options"] = options
+            self.emit("agent.input_requested", data)
+            async with receive:
+                answer = await receive.receive()
+        finally:
+            if self.question is request:
+                self.question = None
+        await self.set_status("running")
+        return answer
+
+    def count_call(self) -> None:
+        self.record = attrs.evolve(self.record, iterations=self.record.iterations + 1)
+
+    def count_tokens(self, tokens: int) -> None:
+        self.record = attrs.evolve(self.record, tokens_used=self.record.tokens_used + tokens)
+
+
+@attrs.frozen
+class RunStatistics:
+    live: int
+    running: int
+    queued: int
+    max_concurrent: int
+
+
+def _fingerprint(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+@final
+class RunManager:
+    """Owns every live run. Start it as the gateway's ``runs`` service."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._nursery: trio.Nursery | None = None
+        self._runs: dict[str, LiveRun] = {}
+        self._lanes: dict[str, collections.deque[Turn]] = {}
+        self._ready: collections.deque[Turn] = collections.deque()
+        self._busy = 0
+        self._claiming = trio.Lock()
+
+    # -- service -----------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the runs' nursery open until cancelled; then every run gets its terminal event."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+
+    def statistics(self) -> RunStatistics:
+        running = sum(1 for r in self._runs.values() if r.admitted.is_set())
+        return RunStatistics(
+            len(self._runs), running, len(self._runs) - running, self._max_concurrent
+        )
+
+    @property
+    def _max_concurrent(self) -> int:
+        return self._gateway.config.runs.max_concurrent
+
+    def bus_publish(self, topic: str, data: dict[str, Any], run: LiveRun) -> None:
+        self._gateway.bus.publish(
+            topic, data, run_id=run.record.run_id, principal_id=run.record.principal_id
+        )
+
+    async def save(self, record: Run) -> None:
+        await self._gateway.store.save_run(record)
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def live(self, run_id: str) -> LiveRun | None:
+        return self._runs.get(run_id)
+
+    async def get(self, run_id: str) -> Run:
+        """The run's current record, live or stored; ``-32004`` when there is no such run."""
+        live = self._runs.get(run_id)
+        if live is not None:
+            return live.record
+        record = await self._gateway.store.get_run(run_id)
+        if record is None:
+            raise ResourceNotFound("run", run_id)
+        return record
+
+    def active_run(self, session_key: str) -> LiveRun | None:
+        """The run holding ``session_key`` now (not one queued behind it)."""
+        for turn in self._lanes.get(session_key, ()):
+            if isinstance(turn, LiveRun) and turn.admitted.is_set():
+                return turn
+        return None
+
+    def session_busy(self, session_key: str) -> bool:
+        return bool(self._lanes.get(session_key))
+
+    # -- starting ----------------------------------------------------------------------------
+
+    async def start(
+        self,
+        message: str,
+        *,
+        session_key: str | None = None,
+        agent_id: str | None = None,
+        model: str | None = None,
+        thinking: str | bool | None = None,
+        idempotency_key: str | None = None,
+        principal_id: str | None = None,
+        watcher: Subscriber | None = None,
+    ) -> Run:
+        """Accept a run and return its record (``running`` or ``queued``); its events follow.
+
+        Raises ``-32004`` for an unknown agent and ``-32602`` for an unknown model or a reused
+        idempotency key with other parameters.
+        """
+        config = self._gateway.config
+        agent = resolve_agent(config, agent_id or "main")
+        key = session_key or f"agent:{agent.id}:main"
+        catalog = self._gateway.models
+        model_id = model or agent.model or catalog.default_model
+        try:
+            info = catalog.resolve(model_id)
+        except ResourceNotFound:
+            raise InvalidParams(
+                f"Invalid params: unknown model {model_id!r} (see models.list)",
+                errors=[{"path": "$.model", "message": f"unknown model {model_id!r}"}],
+            ) from None
+        level = agent.thinking if thinking is None else thinking
+        if isinstance(level, bool):
+            level = THINKING_FOR_TRUE if level else "off"
+        run_id = "run_" + uuid.uuid4().hex
+        if idempotency_key is None:
+            live = self._accept(run_id, message, key, agent, info, level, principal_id, watcher)
+            return live.record
+        claim = f"agent.run:{principal_id or ''}:{idempotency_key}"
+        fingerprint = _fingerprint(message, key, agent.id, info.id, level)
+        async with self._claiming:
+            existing = await self._gateway.store.claim_key(
+                claim, fingerprint, run_id, IDEMPOTENCY_TTL_S
+            )
+            if existing is not None:
+                old_fingerprint, old_run = existing
+                if old_fingerprint != fingerprint:
+                    raise InvalidParams(
+                        "Invalid params: idempotency_key was already used with other parameters",
+                        reason="conflict",
+                    )
+                try:
+                    record = await self.get(old_run)
+                except ResourceNotFound:
+                    run_id = old_run  # accepted but never stored (the process died): redo it
+                else:
+                    if watcher is not None and old_run in self._runs:
+                        self._watch(self._runs[old_run], watcher)
+                    return record
+            live = self._accept(run_id, message, key, agent, info, level, principal_id, watcher)
+            await self.save(live.record)
+        return live.record
+
+    def _accept(
+        self,
+        run_id: str,
+        message: str,
+        session_key: str,
+        agent: Agent,
+        model: ModelInfo,
+        thinking: str,
+        principal_id: str | None,
+        watcher: Subscriber | None,
+    ) -> LiveRun:
+        nursery = self._nursery
+        if nursery is None:
+            raise RuntimeError("the run manager is not serving")
+        record = Run(
+            run_id=run_id,
+            session_key=session_key,
+            agent_id=agent.id,
+            model=model.id,
+            status="queued",
+            created_at=now_ts(),
+            principal_id=principal_id,
+        )
+        live = LiveRun(
+            session_key,
+            record=record,
+            agent=agent,
+            model=model,
+            provider=self._gateway.models.provider_for(model),
+            message=message,
+            thinking=thinking,
+            manager=self,
+        )
+        if watcher is not None:
+            self._watch(live, watcher)
+        self._runs[run_id] = live
+        self._enqueue(live)
+        nursery.start_soon(self._drive, live, name=f"run {run_id}")
+        return live
+
+    @staticmethod
+    def _watch(live: LiveRun, watcher: Subscriber) -> None:
+        watcher.owned_runs.add(live.run_id)
+        live.watchers.append(watcher)
+
+    # -- lanes and slots ---------------------------------------------------------------------
+
+    def _enqueue(self, turn: Turn) -> None:
+        lane = self._lanes.setdefault(turn.session_key, collections.deque())
+        lane.append(turn)
+        if len(lane) == 1:
+            self._offer(turn)
+
+    def _offer(self, turn: Turn) -> None:
+        if not turn.needs_slot:
+            self._admit(turn)
+        elif self._busy < self._max_concurrent:
+            self._busy += 1
+            self._admit(turn)
+        else:
+            self._ready.append(turn)
+
+    def _admit(self, turn: Turn) -> None:
+        if isinstance(turn, LiveRun):
+            turn.record = attrs.evolve(
+                turn.record,
+                status=check_transition(turn.record.status, "running"),
+                started_at=now_ts(),
+            )
+            turn.started_at = trio.current_time()
+        turn.admitted.set()
+
+    def _release(self, turn: Turn) -> None:
+        lane = self._lanes[turn.session_key]
+        was_head = lane[0] is turn
+        lane.remove(turn)
+        if not lane:
+            del self._lanes[turn.session_key]
+        if turn.admitted.is_set():
+            if turn.needs_slot:
+                self._busy -= 1
+        elif turn in self._ready:
+            self._ready.remove(turn)
+        if was_head and lane:
+            self._offer(lane[0])
+        self.fill()
+
+    def fill(self) -> None:
+        """Admit waiting turns while slots are free (also after ``runs.max_concurrent`` grew)."""
+        while self._ready and self._busy < self._max_concurrent:
+            self._busy += 1
+            self._admit(self._ready.popleft())
+
+    # -- the run's task ----------------------------------------------------------------------
+
+    async def _drive(self, live: LiveRun) -> None:
+        try:
+            outcome = await self._execute(live)
+            if outcome.status == "completed":
+                await self._compact_if_due(live)
+        finally:
+            self._release(live)
+
+    async def _execute(self, live: LiveRun) -> Outcome:
+        outcome: Outcome | None = None
+        try:
+            with live.scope:
+                await live.admitted.wait()
+                timeout = self._gateway.config.runs.timeout_s
+                with trio.move_on_after(timeout) as timer:
+                    outcome = await self._work(live)
+                if timer.cancelled_caught:
+                    outcome = Outcome(
+                        "failed",
+                        f"the run timed out after {timeout:g} s (runs.timeout_s)",
+                        ErrorCode.TIMEOUT_ERROR,
+                    )
+            if outcome is None:
+                outcome = Outcome("cancelled", live.cancel_reason or "cancelled")
+            return outcome
+        finally:
+            if outcome is None:  # cancelled from outside: the gateway is stopping
+                outcome = Outcome("cancelled", "gateway shutting down")
+            with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT_S):
+                await self._finish(live, outcome)
+
+    async def _work(self, live: LiveRun) -> Outcome:
+        try:
+            await self.save(live.record)  # admission made it ``running``; persist that
+            live.emit("agent.started", {"agent_id": live.agent.id, "model": live.model.id})
+            live.emit("stream.start", {"model": live.model.id})
+            live.stream_started = True
+            await run_agent(self._gateway, live)
+        except RunFailure as exc:
+            return Outcome("failed", exc.message, exc.code)
+        except StoreError as exc:
+            log.error("run %s: %s", live.run_id, exc)
+            return Outcome("failed", f"storage failed: {exc}", ErrorCode.INTERNAL_ERROR)
+        except Exception as exc:
+            log.exception("run %s crashed", live.run_id)
+            return Outcome(
+                "failed", f"internal error: {type(exc).__name__}", ErrorCode.INTERNAL_ERROR
+            )
+        return Outcome("completed")
+
+    async def _finish(self, live: LiveRun, outcome: Outcome) -> None:
+        """Store what is left, persist the final record, then publish the last events."""
+        live.finishing = True
+        gateway = self._gateway
+        try:
+            try:
+                if live.unsaved:
+                    await gateway.sessions.append(
+                        live.session_key, "assistant", "".join(live.unsaved), run_id=live.run_id
+                    )
+                    live.unsaved.clear()
+                for call_id in live.open_calls:
+                    await gateway.sessions.append(
+                        live.session_key,
+                        "tool",
+                        f"Error: the run was {outcome.status} before this tool finished",
+                        run_id=live.run_id,
+                        tool_call_id=call_id,
+                    )
+                live.open_calls.clear()
+            except StoreError as exc:
+                log.error("run %s: could not store its last messages: %s", live.run_id, exc)
+            output = "".join(live.text)
+            live.record = attrs.evolve(
+                live.record,
+                status=check_transition(live.record.status, outcome.status),
+                finished_at=now_ts(),
+                error=outcome.message if outcome.status == "failed" else None,
+                error_code=outcome.code,
+                output=output,
+            )
+            try:
+                await self.save(live.record)
+            except StoreError as exc:
+                log.error("run %s: could not store its final state: %s", live.run_id, exc)
+            self._runs.pop(live.run_id, None)
+            if live.stream_started:
+                live.emit("stream.end", {"status": outcome.status, "content": output})
+            live.emit(*self._terminal_event(live, outcome))
+            log.info("run %s %s", live.run_id, outcome.status)
+        finally:
+            self._runs.pop(live.run_id, None)
+            for watcher in live.watchers:
+                watcher.owned_runs.discard(live.run_id)
+            live.done.set()
+
+    @staticmethod
+    def _terminal_event(live: LiveRun, outcome: Outcome) -> tuple[str, dict[str, Any]]:
+        if outcome.status == "completed":
+            duration_ms = round((trio.current_time() - live.started_at) * 1000)
+            return "agent.completed", {
+                "iterations": live.record.iterations,
+                "tokens_used": live.record.tokens_used,
+                "duration_ms": duration_ms,
+            }
+        if outcome.status == "failed":
+            code = outcome.code or ErrorCode.INTERNAL_ERROR
+            return "agent.error", {"error": {"code": int(code), "message": outcome.message}}
+        return "agent.cancelled", {"reason": outcome.message}
+
+    async def _compact_if_due(self, live: LiveRun) -> None:
+        """Compact the session after a completed run once it passed ``compact_at_tokens``."""
+        gateway = self._gateway
+        live.scope = trio.CancelScope()  # so session.delete can still stop it
+        with live.scope:
+            session = await gateway.store.get_session(live.session_key)
+            if session is None or session.token_count <= gateway.config.sessions.compact_at_tokens:
+                return
+            try:
+                await gateway.compactor.compact(live.session_key, model=live.model)
+            except Exception as exc:
+                log.warning("automatic compaction of %s failed: %s", live.session_key, exc)
+
+    # -- control -----------------------------------------------------------------------------
+
+    async def cancel(self, run_id: str, reason: str) -> bool:
+        """Cancel a run and wait until its task has cleaned up; ``False`` if it had finished."""
+        live = self._runs.get(run_id)
+        if live is None:
+            await self.get(run_id)  # -32004 for a run that never existed
+            return False
+        if live.finishing:
+            await live.done.wait()
+            return False
+        if live.cancel_reason is None:
+            live.cancel_reason = reason
+        live.scope.cancel()
+        await live.done.wait()
+        return True
+
+    async def cancel_session(self, session_key: str, reason: str) -> None:
+        """Cancel every run on a session, queued ones included, and wait for them all."""
+        turns = list(self._lanes.get(session_key, ()))
+        for turn in turns:
+            if isinstance(turn, LiveRun) and turn.cancel_reason is None:
+                turn.cancel_reason = reason
+            turn.scope.cancel()
+        for turn in turns:
+            await turn.done.wait()
+
+    def respond(self, run_id: str, message: str) -> bool:
+        """Hand ``message`` to a live run: it answers the run's question, or waits for the next
+        turn boundary. ``False`` when no live run has that id."""
+        live = self._runs.get(run_id)
+        if live is None or live.finishing:
+            return False
+        question = live.question
+        if question is not None:
+            live.question = None
+            question.answer.send_nowait(message)
+            return True
+        if len(live.inputs) >= MAX_PENDING_INPUTS:
+            raise InvalidParams(
+                f"Invalid params: run {run_id} already has {MAX_PENDING_INPUTS} messages "
+                "waiting for it",
+                reason="limit",
+            )
+        live.inputs.append(message)
+        return True
+
+    async def exclusive(
+        self, session_key: str, fn: Callable[[], Awaitable[T]], *, busy_message: str
+    ) -> T:
+        """Run ``fn`` holding ``session_key`` (no run starts meanwhile); refused if it is busy."""
+        if self.session_busy(session_key):
+            raise InvalidParams(busy_message, reason="invalid_state")
+        turn = Turn(session_key, needs_slot=False)
+        self._enqueue(turn)
+        try:
+            with turn.scope:
+                return await fn()
+            raise InvalidParams(
+                f"Invalid params: session {session_key} was deleted meanwhile",
+                reason="invalid_state",
+            )
+        finally:
+            self._release(turn)
+            turn.done.set()

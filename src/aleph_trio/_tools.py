@@ -1,0 +1,119 @@
+"""The tool framework (PROTOCOL §7): what an agent may call, and how a call is carried out.
+
+A :class:`Tool` declares its arguments as an attrs class. The same class gives the JSON Schema
+the model sees and strictly validates what the model sends back, so the two cannot drift. A tool
+that cannot do what was asked raises :class:`ToolFailed`; like bad arguments or an unknown tool,
+that becomes an error *result* handed back to the model, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+
+import attrs
+
+from ._validation import ValidationFailed, convert, format_path, json_schema
+from .providers import ToolSpec
+
+if TYPE_CHECKING:
+    from ._gateway import Gateway
+    from ._runs import LiveRun
+
+__all__ = ["Tool", "ToolBox", "ToolContext", "ToolFailed", "ToolResult"]
+
+P = TypeVar("P")
+
+#: Tool output handed back to the model is cut here (the model's context is precious).
+MAX_OUTPUT_CHARS = 64 * 1024
+
+
+class ToolFailed(Exception):
+    """A tool could not do what was asked; the message is shown to the model as the result."""
+
+
+@attrs.frozen
+class ToolContext:
+    """What a tool implementation may use: the gateway's services and the run calling it."""
+
+    gateway: Gateway
+    run: LiveRun
+
+
+@attrs.frozen
+class ToolResult:
+    output: str
+    is_error: bool = False
+
+
+@final
+@attrs.frozen
+class Tool(Generic[P]):
+    name: str
+    description: str
+    params: type[P]
+    run: Callable[[ToolContext, P], Awaitable[str]]
+
+    def spec(self) -> ToolSpec:
+        return ToolSpec(self.name, self.description, json_schema(self.params))
+
+    async def call(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
+        try:
+            params = convert(arguments, self.params)
+        except ValidationFailed as exc:
+            problems = "; ".join(
+                f"{format_path(p.path, root='')}: {p.message}" if p.path else p.message
+                for p in exc.problems
+            )
+            return ToolResult(f"invalid arguments for {self.name}: {problems}", is_error=True)
+        try:
+            output = await self.run(ctx, params)
+        except ToolFailed as exc:
+            return ToolResult(str(exc) or f"{self.name} failed", is_error=True)
+        if len(output) > MAX_OUTPUT_CHARS:
+            cut = len(output) - MAX_OUTPUT_CHARS
+            output = output[:MAX_OUTPUT_CHARS] + f"\n[… {cut} more characters cut]"
+        return ToolResult(output)
+
+
+#: A tool whose argument class is known only to itself.
+AnyTool = Tool[Any]
+
+
+@final
+class ToolBox:
+    """The tools the gateway offers, by name."""
+
+    def __init__(self, tools: Iterable[AnyTool] = ()) -> None:
+        self._tools: dict[str, AnyTool] = {}
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: AnyTool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def remove(self, name: str) -> None:
+        self._tools.pop(name, None)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+    def get(self, name: str) -> AnyTool | None:
+        return self._tools.get(name)
+
+    def specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
+        return tuple(self._tools[n].spec() for n in names if n in self._tools)
+
+
+def parse_arguments(text: str) -> dict[str, Any] | str:
+    """A tool call's arguments as an object, or a message saying why they are not one."""
+    try:
+        value = json.loads(text or "{}")
+    except ValueError as exc:
+        return f"the arguments are not valid JSON ({exc})"
+    if not isinstance(value, dict):
+        return "the arguments must be a JSON object"
+    return value

@@ -1,0 +1,165 @@
+"""``agent.run``, ``agent.status``, ``agent.cancel``, ``agent.list``, ``agent.respondToInput``
+(PROTOCOL §7)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import attrs
+from msgspec import Meta
+
+from .._agents import agents_of
+from .._sessions import SessionKey
+from ..protocol import InvalidParams, ResourceNotFound
+from ..store import Run
+from ._context import CallContext
+from ._registry import Namespace, NoParams
+
+ns = Namespace()
+
+Message = Annotated[str, Meta(min_length=1, max_length=1_000_000)]
+RunId = Annotated[str, Meta(min_length=1, max_length=128)]
+Thinking = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
+AgentId = Annotated[str, Meta(min_length=1, max_length=128)]
+IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=256)]
+
+
+def run_result(record: Run) -> dict[str, Any]:
+    return {"run_id": record.run_id, "status": record.status, "session_key": record.session_key}
+
+
+async def start_run(
+    ctx: CallContext,
+    message: str,
+    *,
+    session_key: str | None,
+    agent_id: str | None = None,
+    model: str | None = None,
+    thinking: str | bool | None = None,
+    idempotency_key: str | None = None,
+) -> dict[str, Any]:
+    """Start a run for the calling connection, which then gets its events (PROTOCOL §6.2)."""
+    if not message.strip():
+        raise InvalidParams(
+            "Invalid params: $.message: must not be blank",
+            errors=[{"path": "$.message", "message": "must not be blank"}],
+        )
+    principal = ctx.peer.principal
+    record = await ctx.gateway.runs.start(
+        message,
+        session_key=session_key,
+        agent_id=agent_id,
+        model=model,
+        thinking=thinking,
+        idempotency_key=idempotency_key,
+        principal_id=principal.principal_id if principal and principal.role != "owner" else None,
+        watcher=ctx.peer.subscriber,
+    )
+    return run_result(record)
+
+
+async def visible_run(ctx: CallContext, run_id: str) -> Run:
+    """The run, if the caller may see it (guests: only their own); else ``-32004``."""
+    record = await ctx.gateway.runs.get(run_id)
+    principal = ctx.peer.principal
+    if principal is not None and principal.role != "owner":
+        if record.principal_id != principal.principal_id:
+            raise ResourceNotFound("run", run_id)
+    return record
+
+
+@attrs.frozen
+class RunParams:
+    message: Message
+    session_key: SessionKey | None = None
+    thinking: Thinking | bool | None = None
+    model: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+    agent_id: AgentId | None = None
+    idempotency_key: IdempotencyKey | None = None
+
+
+@ns.method(
+    "agent.run",
+    RunParams,
+    description="Start an agent run; its stream.* and agent.* events follow on this connection.",
+)
+async def run(ctx: CallContext, params: RunParams) -> dict[str, Any]:
+    return await start_run(
+        ctx,
+        params.message,
+        session_key=params.session_key,
+        agent_id=params.agent_id,
+        model=params.model,
+        thinking=params.thinking,
+        idempotency_key=params.idempotency_key,
+    )
+
+
+@attrs.frozen
+class RunRef:
+    run_id: RunId
+
+
+@ns.method("agent.status", RunRef, description="A run's status and counters (also once finished).")
+async def status(ctx: CallContext, params: RunRef) -> dict[str, Any]:
+    record = await visible_run(ctx, params.run_id)
+    out: dict[str, Any] = {
+        "run_id": record.run_id,
+        "status": record.status,
+        "iterations": record.iterations,
+        "tokens_used": record.tokens_used,
+        "session_key": record.session_key,
+        "agent_id": record.agent_id,
+        "model": record.model,
+        "created_at": record.created_at,
+    }
+    for name in ("started_at", "finished_at", "error", "error_code", "output"):
+        value = getattr(record, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+@ns.method(
+    "agent.cancel",
+    RunRef,
+    description="Cancel a run; answers once nothing of it is running any more.",
+)
+async def cancel(ctx: CallContext, params: RunRef) -> dict[str, Any]:
+    await visible_run(ctx, params.run_id)
+    cancelled = await ctx.gateway.runs.cancel(params.run_id, "cancelled by agent.cancel")
+    return {"cancelled": cancelled, "run_id": params.run_id}
+
+
+@ns.method("agent.list", NoParams, description="The configured agents and the tools each may use.")
+async def list_agents(ctx: CallContext, params: NoParams) -> dict[str, Any]:
+    gateway = ctx.gateway
+    default_model = gateway.models.default_model
+    tools = gateway.tools.names()
+    return {
+        "agents": [
+            agent.to_json(model=agent.model or default_model, tools=tools)
+            for agent in agents_of(gateway.config)
+        ]
+    }
+
+
+@attrs.frozen
+class RespondParams:
+    run_id: RunId
+    message: Message
+
+
+@ns.method(
+    "agent.respondToInput",
+    RespondParams,
+    description="Answer a run's question (waiting_input), or give a running run more input.",
+)
+async def respond(ctx: CallContext, params: RespondParams) -> dict[str, Any]:
+    record = await visible_run(ctx, params.run_id)
+    if not ctx.gateway.runs.respond(params.run_id, params.message):
+        raise InvalidParams(
+            f"Invalid params: run {params.run_id} has finished ({record.status})",
+            reason="invalid_state",
+        )
+    return {"queued": True}
