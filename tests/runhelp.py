@@ -1,0 +1,59 @@
+"""Helpers for tests that follow agent runs through their events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from aleph_trio import Client
+from aleph_trio.client import ClientEvent
+
+TERMINAL = frozenset({"agent.completed", "agent.error", "agent.cancelled"})
+
+
+async def run_events(client: Client, run_id: str, *, timeout: float = 10) -> list[ClientEvent]:
+    """The events of ``run_id`` up to and including its terminal one (others are skipped)."""
+    got: list[ClientEvent] = []
+    with trio.fail_after(timeout):
+        while True:
+            event = await client.next_event()
+            if event.data.get("run_id") != run_id:
+                continue
+            got.append(event)
+            if event.topic in TERMINAL:
+                return got
+
+
+async def wait_event(
+    client: Client, topic: str, *, run_id: str | None = None, timeout: float = 10
+) -> ClientEvent:
+    """The next event with ``topic`` (of ``run_id`` when given); earlier ones are skipped."""
+    with trio.fail_after(timeout):
+        while True:
+            event = await client.next_event()
+            if event.topic == topic and (run_id is None or event.data.get("run_id") == run_id):
+                return event
+
+
+async def assert_quiet(client: Client, *, seconds: float = 0.2, run_id: str | None = None) -> None:
+    """Fail if an event (of ``run_id`` when given) arrives within ``seconds``."""
+    with trio.move_on_after(seconds):
+        while True:
+            event = await client.next_event()
+            if run_id is None or event.data.get("run_id") == run_id:
+                raise AssertionError(f"unexpected event {event.topic}: {event.data}")
+
+
+def topics(events: list[ClientEvent]) -> list[str]:
+    return [e.topic for e in events]
+
+
+def chunks(events: list[ClientEvent]) -> str:
+    return "".join(e.data["content"] for e in events if e.topic == "stream.chunk")
+
+
+async def start(client: Client, message: str, **params: Any) -> str:
+    result = await client.call("agent.run", {"message": message, **params})
+    run_id: str = result["run_id"]
+    return run_id
