@@ -42,6 +42,12 @@ class LLMServer:
     requests: list[Recorded] = attrs.Factory(list)
     open_connections: int = 0
     _all_closed: trio.Event = attrs.Factory(trio.Event)
+    _arrived: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+
+    async def wait_requests(self, count: int) -> None:
+        """Return once ``count`` requests have arrived in all."""
+        while len(self.requests) < count:
+            await self._arrived.park()
 
     async def wait_all_closed(self) -> None:
         """Return once no connection to this server is open."""
@@ -73,6 +79,7 @@ class LLMServer:
             self.requests.append(
                 Recorded(method, path, headers, json.loads(body) if body else None)
             )
+            self._arrived.unpark_all()
             reply = self.script.pop(0) if self.script else Reply(404, [b"no script"], "text/plain")
             await stream.send_all(
                 f"HTTP/1.1 {reply.status} X\r\ncontent-type: {reply.content_type}\r\n"

@@ -121,6 +121,9 @@ class Compactor:
                 fact, source=session_key, metadata={"kind": "fact", "from": "compaction"}
             )
         text = SUMMARY_PREFIX + summary
+        if estimate_tokens(text) >= sum(m.tokens for m in older):
+            # Nothing to gain: the summary is no shorter than what it would replace.
+            return CompactionResult(session.token_count, session.token_count, len(facts))
         before, after = await store.replace_range(
             session_key, upto_id=older[-1].id, summary=text, summary_tokens=estimate_tokens(text)
         )

@@ -92,6 +92,7 @@ class LiveRun(Turn):
     watchers: list[Subscriber] = attrs.field(kw_only=True, factory=list)
     cancel_reason: str | None = None
     finishing: bool = False
+    compacting: bool = False  #: finished, and holding its session for automatic compaction
     stream_started: bool = False
     text: list[str] = attrs.Factory(list)  #: every text chunk of the run
     unsaved: list[str] = attrs.Factory(list)  #: text of the turn not yet stored
@@ -215,7 +216,7 @@ class RunManager:
     def active_run(self, session_key: str) -> LiveRun | None:
         """The run holding ``session_key`` now (not one queued behind it)."""
         for turn in self._lanes.get(session_key, ()):
-            if isinstance(turn, LiveRun) and turn.admitted.is_set():
+            if isinstance(turn, LiveRun) and turn.admitted.is_set() and not turn.finishing:
                 return turn
         return None
 
@@ -358,7 +359,9 @@ class RunManager:
         turn.admitted.set()
 
     def _release(self, turn: Turn) -> None:
-        lane = self._lanes[turn.session_key]
+        lane = self._lanes.get(turn.session_key)
+        if lane is None or turn not in lane:
+            return  # released already
         was_head = lane[0] is turn
         lane.remove(turn)
         if not lane:
@@ -382,9 +385,9 @@ class RunManager:
 
     async def _drive(self, live: LiveRun) -> None:
         try:
-            outcome = await self._execute(live)
-            if outcome.status == "completed":
-                await self._compact_if_due(live)
+            await self._execute(live)
+            if live.compacting:
+                await self._compact(live)
         finally:
             self._release(live)
 
@@ -466,6 +469,10 @@ class RunManager:
             except StoreError as exc:
                 log.error("run %s: could not store its final state: %s", live.run_id, exc)
             self._runs.pop(live.run_id, None)
+            # The session is free before the terminal event, unless compaction takes it over.
+            live.compacting = outcome.status == "completed" and await self._compaction_due(live)
+            if not live.compacting:
+                self._release(live)
             if live.stream_started:
                 live.emit("stream.end", {"status": outcome.status, "content": output})
             live.emit(*self._terminal_event(live, outcome))
@@ -490,16 +497,20 @@ class RunManager:
             return "agent.error", {"error": {"code": int(code), "message": outcome.message}}
         return "agent.cancelled", {"reason": outcome.message}
 
-    async def _compact_if_due(self, live: LiveRun) -> None:
-        """Compact the session after a completed run once it passed ``compact_at_tokens``."""
-        gateway = self._gateway
-        live.scope = trio.CancelScope()  # so session.delete can still stop it
+    async def _compaction_due(self, live: LiveRun) -> bool:
+        try:
+            session = await self._gateway.store.get_session(live.session_key)
+        except StoreError:
+            return False
+        threshold = self._gateway.config.sessions.compact_at_tokens
+        return session is not None and session.token_count > threshold
+
+    async def _compact(self, live: LiveRun) -> None:
+        """Compact the session the run just finished on, still holding its lane."""
+        live.scope = trio.CancelScope()  # so session.delete and shutdown can still stop it
         with live.scope:
-            session = await gateway.store.get_session(live.session_key)
-            if session is None or session.token_count <= gateway.config.sessions.compact_at_tokens:
-                return
             try:
-                await gateway.compactor.compact(live.session_key, model=live.model)
+                await self._gateway.compactor.compact(live.session_key, model=live.model)
             except Exception as exc:
                 log.warning("automatic compaction of %s failed: %s", live.session_key, exc)
 

@@ -104,9 +104,11 @@ class OllamaProvider:
                     )
                     calls += 1
                 if line.get("done"):
-                    yield Usage(
-                        int(line.get("prompt_eval_count") or 0), int(line.get("eval_count") or 0)
-                    )
+                    if "prompt_eval_count" in line or "eval_count" in line:
+                        yield Usage(
+                            int(line.get("prompt_eval_count") or 0),
+                            int(line.get("eval_count") or 0),
+                        )
                     reason = (
                         "tool_calls" if calls else _DONE.get(str(line.get("done_reason")), "stop")
                     )
