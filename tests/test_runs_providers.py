@@ -316,3 +316,42 @@ async def test_ollama_run(llm: LLMServer, data_dir: Path) -> None:
         events = await run_events(client, await start(client, "hello"))
         assert chunks(events) == "Yo" and topics(events)[-1] == "agent.completed"
         assert events[-1].data["tokens_used"] > 0  # estimated: Ollama reported no counts here
+
+
+async def test_a_host_program_adds_its_own_tool(llm: LLMServer, data_dir: Path) -> None:
+    """Embedding: a tool registered by the host program is offered and called like a built-in."""
+    import attrs
+
+    from aleph_trio import Tool, ToolContext, ToolFailed
+
+    @attrs.frozen
+    class Order:
+        item: str
+        count: int = 1
+
+    async def place(ctx: ToolContext, params: Order) -> str:
+        if params.count > 10:
+            raise ToolFailed("at most 10 at a time")
+        return f"ordered {params.count} x {params.item} for {ctx.run.session_key}"
+
+    llm.script.append(
+        Reply(
+            parts=sse(
+                tool_piece(0, '{"item": "tea", "count": 2}', id="a", name="place_order"),
+                tool_piece(1, '{"item": "tea", "count": 99}', id="b", name="place_order"),
+            )
+        )
+    )
+    llm.script.append(Reply(parts=sse(text("Done.", "stop"))))
+    config = Config(
+        providers={"local": ProviderConfig(kind="openai", base_url=llm.base_url, models=("m",))}
+    )
+    async with open_gateway(config, data_dir=data_dir) as gw:
+        gw.tools.add(Tool("place_order", "Order something.", Order, place))
+        async with gw.connect() as client:
+            events = await run_events(client, await start(client, "buy tea"))
+    offered = {t["function"]["name"]: t["function"] for t in llm.requests[0].body["tools"]}
+    assert offered["place_order"]["parameters"]["required"] == ["item"]
+    ends = [e.data for e in events if e.topic == "stream.tool_end"]
+    assert ends[0]["output"] == "ordered 2 x tea for agent:main:main" and not ends[0]["is_error"]
+    assert ends[1]["output"] == "at most 10 at a time" and ends[1]["is_error"]

@@ -7,6 +7,11 @@ from ._gateway import (
     open_gateway as open_gateway,
     serve_gateway as serve_gateway,
 )
+from ._tools import (
+    Tool as Tool,
+    ToolContext as ToolContext,
+    ToolFailed as ToolFailed,
+)
 from ._version import __version__ as __version__
 from .client import Client as Client, ClientEvent as ClientEvent, open_client as open_client
 from .protocol import AlephError as AlephError, ErrorCode as ErrorCode
@@ -19,6 +24,9 @@ __all__ = [
     "ConfigError",
     "ErrorCode",
     "Gateway",
+    "Tool",
+    "ToolContext",
+    "ToolFailed",
     "__version__",
     "load_config",
     "open_client",
