@@ -103,6 +103,42 @@ async def test_replay_does_not_repeat_what_old_patterns_delivered() -> None:
     assert [e.seq for e in got] == [1, 2]
 
 
+async def test_replay_does_not_repeat_the_events_of_runs_it_owned() -> None:
+    """A run's caller got its events without patterns; a later replay must not send them again,
+    also once the run has ended, and must still send what the new patterns add."""
+    bus = EventBus()
+    got, _ = collector(bus)
+    sub = collector.sub  # type: ignore[attr-defined]
+    bus.publish("agent.started", {}, run_id="before")  # before ownership: not delivered
+    bus.own_run(sub, "r1")
+    bus.publish("agent.started", {}, run_id="r1")
+    bus.publish("agent.started", {}, run_id="other")
+    bus.publish("agent.completed", {}, run_id="r1")
+    bus.release_run(sub, "r1")
+    bus.publish("agent.started", {}, run_id="r1")  # after ownership: not delivered
+    assert [e.seq for e in got] == [2, 4]
+    sent: list[Event] = []
+
+    async def send(event: Event) -> None:
+        sent.append(event)
+
+    outcome = await bus.add_patterns(sub, [TopicPattern("agent.*")], since_seq=0, send=send)
+    assert [e.seq for e in sent] == [1, 3, 5]
+    assert outcome.replayed == 3
+    assert sub.past_runs == {"r1": (1, 4)}
+
+
+async def test_past_runs_are_forgotten_once_their_events_left_the_ring() -> None:
+    bus = EventBus(replay_buffer=2)
+    collector(bus)
+    sub = collector.sub  # type: ignore[attr-defined]
+    for run in ("a", "b", "c"):
+        bus.own_run(sub, run)
+        bus.publish("agent.completed", {}, run_id=run)
+        bus.release_run(sub, run)
+    assert set(sub.past_runs) == {"b", "c"}
+
+
 async def test_subscribe_rpc_shapes(client: Client) -> None:
     result = await client.call(
         "events.subscribe", {"patterns": ["agent.*", "stream.**", "agent.*"]}

@@ -211,3 +211,18 @@ async def test_one_transaction_rolls_back_only_the_failing_change(db: Path) -> N
     assert not conn.in_transaction
     assert [r[0] for r in conn.execute("SELECT id FROM memory")] == ["b"]
     conn.close()
+
+
+async def test_a_read_cancelled_before_its_thread_started_neither_hangs_nor_runs(
+    db: Path,
+) -> None:
+    """Cancelled at the thread hand-off (its first checkpoint), a read must not wait for a
+    thread that will never run it; the next read on that connection still works."""
+    async with open_sqlite_store(db) as store:
+        with trio.fail_after(5):
+            for _ in range(20):  # every reader connection, several times
+                with trio.CancelScope() as scope:
+                    scope.cancel()
+                    await store.get_session("agent:main:main")
+                assert scope.cancelled_caught
+            assert await store.get_session("agent:main:main") is None

@@ -59,20 +59,41 @@ class Subscriber:
     on_overflow: Callable[[], None]
     may_see: Callable[[Event], bool]
     patterns: dict[str, TopicPattern] = attrs.Factory(dict)
-    owned_runs: set[str] = attrs.Factory(set)
+    #: Runs whose events this subscriber gets without patterns: run id → seq when that began.
+    owned_runs: dict[str, int] = attrs.Factory(dict)
+    #: Runs it owned before, run id → (first, last) seq of the ownership, kept while their
+    #: events may still be replayed, so a replay knows they were delivered already.
+    past_runs: dict[str, tuple[int, int]] = attrs.Factory(dict)
     follow_logs: bool = False
     considered_upto: int = 0
     paused: bool = False
     closed: bool = False
 
     def wants(self, event: Event) -> bool:
+        """Whether a live event goes to this subscriber."""
+        run_id = event.run_id
+        owned = run_id is not None and run_id in self.owned_runs
+        return self._wants(event, self.patterns.values(), owned=owned)
+
+    def wanted_at(self, event: Event, patterns: Iterable[TopicPattern]) -> bool:
+        """Whether ``event`` was for this subscriber when it was published, given ``patterns``."""
+        return self._wants(event, patterns, owned=self._owned_at(event.run_id, event.seq))
+
+    def _owned_at(self, run_id: str | None, seq: int) -> bool:
+        if run_id is None:
+            return False
+        began = self.owned_runs.get(run_id)
+        if began is not None:
+            return seq > began
+        span = self.past_runs.get(run_id)
+        return span is not None and span[0] < seq <= span[1]
+
+    def _wants(self, event: Event, patterns: Iterable[TopicPattern], *, owned: bool) -> bool:
         if not self.may_see(event):
             return False
         if event.topic == "logs.entry":
             return self.follow_logs
-        if event.run_id is not None and event.run_id in self.owned_runs:
-            return True
-        return any(p.matches(event.topic) for p in self.patterns.values())
+        return owned or any(p.matches(event.topic) for p in patterns)
 
 
 @attrs.frozen
@@ -160,6 +181,19 @@ class EventBus:
         self._subscribers[sub.id] = sub
         return sub
 
+    def own_run(self, sub: Subscriber, run_id: str) -> None:
+        """Send ``sub`` every event of ``run_id`` from now on, whatever its patterns."""
+        sub.owned_runs.setdefault(run_id, self._seq)
+
+    def release_run(self, sub: Subscriber, run_id: str) -> None:
+        """Stop sending ``sub`` the run's events (after its last one), remembering that it had
+        them while they can still be replayed."""
+        began = sub.owned_runs.pop(run_id, None)
+        if began is not None:
+            sub.past_runs[run_id] = (began, self._seq)
+        for old in [r for r, (_, end) in sub.past_runs.items() if end <= self._evicted_upto]:
+            del sub.past_runs[old]
+
     def subscribers(self) -> Iterable[Subscriber]:
         return self._subscribers.values()
 
@@ -194,10 +228,7 @@ class EventBus:
             return ReplayOutcome(0, gap=False)
         if since_seq > self._seq:
             raise ValueError(f"since_seq {since_seq} is ahead of the event head {self._seq}")
-        old = Subscriber(0, sub.deliver, sub.on_overflow, sub.may_see)
-        old.patterns = dict(sub.patterns)
-        old.owned_runs = sub.owned_runs
-        old.follow_logs = sub.follow_logs
+        old_patterns = list(sub.patterns.values())
         for p in added:
             sub.patterns[p.text] = p
         gap = since_seq < self._evicted_upto
@@ -209,11 +240,13 @@ class EventBus:
             while True:
                 if self._evicted_upto > max(last, live_from):
                     raise ReplayLost("the replay could not keep up with new events")
+                patterns = list(sub.patterns.values())
                 batch = [
                     e
                     for e in self._ring
                     if e.seq > last
-                    and (sub.wants(e) if e.seq > live_from else sub.wants(e) and not old.wants(e))
+                    and sub.wanted_at(e, patterns)
+                    and (e.seq > live_from or not sub.wanted_at(e, old_patterns))
                 ]
                 scanned_to = self._seq
                 if not batch:

@@ -85,7 +85,7 @@ class LogRing(logging.Handler):
         if listener is not None and schedule is not None:
             try:
                 schedule(lambda: listener(entry))
-            except RuntimeError:  # the loop has finished; nobody is following any more
+            except (RuntimeError, OSError):  # that Trio run has ended: nobody follows any more
                 pass
 
     def tail(self, lines: int) -> list[dict[str, Any]]:

@@ -326,9 +326,8 @@ class RunManager:
         nursery.start_soon(self._drive, live, name=f"run {run_id}")
         return live
 
-    @staticmethod
-    def _watch(live: LiveRun, watcher: Subscriber) -> None:
-        watcher.owned_runs.add(live.run_id)
+    def _watch(self, live: LiveRun, watcher: Subscriber) -> None:
+        self._gateway.bus.own_run(watcher, live.run_id)
         live.watchers.append(watcher)
 
     # -- lanes and slots ---------------------------------------------------------------------
@@ -480,7 +479,7 @@ class RunManager:
         finally:
             self._runs.pop(live.run_id, None)
             for watcher in live.watchers:
-                watcher.owned_runs.discard(live.run_id)
+                self._gateway.bus.release_run(watcher, live.run_id)
             live.done.set()
 
     @staticmethod

@@ -222,9 +222,18 @@ class SQLiteStore:
 
     @staticmethod
     async def _in_thread(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn(conn)`` in a worker thread. If cancelled, interrupt it and wait until it has
+        stopped, so the connection is never used by two threads; a job cancelled before its
+        thread picked it up never runs at all."""
         finished = threading.Event()
+        lock = threading.Lock()
+        state = {"started": False, "abandoned": False}
 
         def run() -> T:
+            with lock:
+                if state["abandoned"]:
+                    raise sqlite3.InterfaceError("abandoned before it started")
+                state["started"] = True
             try:
                 return fn(conn)
             finally:
@@ -233,9 +242,13 @@ class SQLiteStore:
         try:
             return await trio.to_thread.run_sync(run, abandon_on_cancel=True)
         except trio.Cancelled:
-            conn.interrupt()
-            with trio.CancelScope(shield=True):
-                await trio.to_thread.run_sync(finished.wait)
+            with lock:
+                state["abandoned"] = True
+                started = state["started"]
+            if started:
+                conn.interrupt()
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(finished.wait)
             raise
         except sqlite3.Error as exc:
             raise _translate(exc) from exc
