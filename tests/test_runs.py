@@ -11,6 +11,7 @@ import trio
 
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio._config import AgentConfig, RunsConfig
+from aleph_trio._runs import RunStatistics
 from aleph_trio.protocol import AlephError
 from runhelp import TERMINAL, assert_quiet, chunks, run_events, start, topics, wait_event
 
@@ -308,6 +309,23 @@ async def test_deleting_a_session_cancels_its_runs(client: Client, gateway: Gate
     with pytest.raises(AlephError) as err:
         await client.call("session.history", {"session_key": "agent:main:doomed"})
     assert err.value.code == -32004
+
+
+async def test_a_run_being_finished_is_never_admitted(client: Client, gateway: Gateway) -> None:
+    """When the head of a lane is released while the next run is itself being finished (both
+    cancelled at once, as at shutdown), that run must not be started."""
+    head = await start(client, "ask me why?")
+    await wait_event(client, "agent.input_requested", run_id=head)
+    queued = await start(client, "echo: later")
+    live = gateway.runs.live(queued)
+    assert live is not None
+    live.finishing = True  # its cancellation is being recorded at this very moment
+    await client.call("agent.cancel", {"run_id": head})
+    assert not live.admitted.is_set() and live.record.status == "queued"
+    live.finishing = False
+    assert (await client.call("agent.cancel", {"run_id": queued}))["cancelled"] is True
+    assert (await client.call("health"))["services"]["runs"] == "running"
+    assert gateway.runs.statistics() == RunStatistics(0, 0, 0, 8)
 
 
 async def test_run_events_reach_the_caller_and_subscribers_only(gateway: Gateway) -> None:

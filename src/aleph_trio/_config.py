@@ -14,6 +14,7 @@ from msgspec import Meta
 
 __all__ = [
     "AgentConfig",
+    "AgentId",
     "AuthConfig",
     "BrowserConfig",
     "Config",
@@ -34,6 +35,16 @@ Level = Literal["debug", "info", "warning", "error", "critical"]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=86_400)]
 Count = Annotated[int, Meta(ge=1)]
+#: An agent id is one segment of a session key (``agent:<agent_id>:<name>``, PROTOCOL §8).
+AgentId = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.@+\-]+(?!\n)$",
+        description="1-64 letters, digits and _ . @ + -",
+    ),
+]
 
 
 @attrs.frozen
@@ -175,7 +186,7 @@ class Config:
     runs: RunsConfig = RunsConfig()
     sessions: SessionsConfig = SessionsConfig()
     providers: dict[str, ProviderConfig] = attrs.Factory(dict)
-    agents: dict[str, AgentConfig] = attrs.Factory(dict)
+    agents: dict[AgentId, AgentConfig] = attrs.Factory(dict)
     cron: CronConfig = CronConfig()
     browser: BrowserConfig = BrowserConfig()
     mcp: McpConfig = McpConfig()

@@ -338,7 +338,14 @@ class RunManager:
         if len(lane) == 1:
             self._offer(turn)
 
+    @staticmethod
+    def _ending(turn: Turn) -> bool:
+        """A run being finished: never admitted again; its own release offers the next turn."""
+        return isinstance(turn, LiveRun) and turn.finishing
+
     def _offer(self, turn: Turn) -> None:
+        if self._ending(turn):
+            return
         if not turn.needs_slot:
             self._admit(turn)
         elif self._busy < self._max_concurrent:
@@ -377,8 +384,10 @@ class RunManager:
     def fill(self) -> None:
         """Admit waiting turns while slots are free (also after ``runs.max_concurrent`` grew)."""
         while self._ready and self._busy < self._max_concurrent:
-            self._busy += 1
-            self._admit(self._ready.popleft())
+            turn = self._ready.popleft()
+            if not self._ending(turn):
+                self._busy += 1
+                self._admit(turn)
 
     # -- the run's task ----------------------------------------------------------------------
 

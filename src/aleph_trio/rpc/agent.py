@@ -9,6 +9,7 @@ import attrs
 from msgspec import Meta
 
 from .._agents import agents_of
+from .._config import AgentId
 from .._sessions import SessionKey
 from ..protocol import InvalidParams, ResourceNotFound
 from ..store import Run
@@ -20,7 +21,6 @@ ns = Namespace()
 Message = Annotated[str, Meta(min_length=1, max_length=1_000_000)]
 RunId = Annotated[str, Meta(min_length=1, max_length=128)]
 Thinking = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
-AgentId = Annotated[str, Meta(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=256)]
 
 
