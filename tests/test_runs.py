@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio._config import AgentConfig, RunsConfig
@@ -256,11 +257,13 @@ async def test_concurrent_requests_with_one_idempotency_key_start_one_run(
     assert gateway.runs.statistics().live == 1
 
 
-async def test_run_timeout_fails_the_run(data_dir: Path) -> None:
-    config = Config(runs=RunsConfig(timeout_s=0.3))
+async def test_run_timeout_fails_the_run(
+    data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    config = Config(runs=RunsConfig(timeout_s=600))
     async with gateway_with(config, data_dir) as (_, client):
         run_id = await start(client, "ask me something?")
-        events = await run_events(client, run_id)
+        events = await run_events(client, run_id, timeout=700)  # virtual seconds
         assert topics(events)[-2:] == ["stream.end", "agent.error"]
         error = events[-1].data["error"]
         assert error["code"] == -32005 and "runs.timeout_s" in error["message"]
