@@ -65,6 +65,14 @@ async def test_streamed_run_events_come_in_order_and_match_what_is_stored(
     assert all(m["run_id"] == result["run_id"] for m in history)
 
 
+async def test_services_can_start_a_run_and_wait_for_its_end(gateway: Gateway) -> None:
+    record = await gateway.runs.start("count to 3", session_key="agent:main:service")
+    assert record.status == "running"
+    final = await gateway.runs.wait_finished(record.run_id)
+    assert final.status == "completed" and final.output == "1 2 3"
+    assert (await gateway.runs.wait_finished(record.run_id)) == final
+
+
 async def test_the_builtin_model_says_what_it_is(client: Client) -> None:
     run_id = await start(client, "What is the capital of France?")
     text = chunks(await run_events(client, run_id))

@@ -213,6 +213,13 @@ class RunManager:
             raise ResourceNotFound("run", run_id)
         return record
 
+    async def wait_finished(self, run_id: str) -> Run:
+        """Wait until the run has ended (its terminal event is out); returns its final record."""
+        live = self._runs.get(run_id)
+        if live is not None:
+            await live.done.wait()
+        return await self.get(run_id)
+
     def active_run(self, session_key: str) -> LiveRun | None:
         """The run holding ``session_key`` now (not one queued behind it)."""
         for turn in self._lanes.get(session_key, ()):
