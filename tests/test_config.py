@@ -183,6 +183,7 @@ async def test_schema_is_generated_from_the_model(client: Client) -> None:
         "sessions",
         "providers",
         "agents",
+        "exec",
         "cron",
         "browser",
         "mcp",

@@ -24,6 +24,7 @@ import re
 import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -59,6 +60,9 @@ SEMANTIC_CHECKS = frozenset(
         "chat.send",  # blank message
         "agent.respondToInput",  # the run has finished
         "session.compact",  # a run holds the session
+        "exec.approval.request",  # blank command, missing cwd
+        "exec.approval.resolve",  # already resolved
+        "exec.approvals.set",  # stale base_hash, invalid policy
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -76,6 +80,8 @@ NAMES_A_RESOURCE = frozenset(
         "agent.respondToInput",
         "chat.send",  # the session key names an agent
         "chat.abort",
+        "exec.approval.request",  # agent_id
+        "exec.approval.resolve",
     }
 )
 
@@ -1159,6 +1165,8 @@ async def fresh_gateway() -> AsyncIterator[Gateway]:
     levels = {lg.name: lg.level for lg in loggers}
     try:
         with tempfile.TemporaryDirectory() as tmp:
+            # Commands are refused by policy: an approval request never waits for a human here.
+            (Path(tmp) / "exec-approvals.toml").write_text('mode = "deny"\n')
             async with open_gateway(Config(), data_dir=tmp) as gateway:
                 yield gateway
     finally:

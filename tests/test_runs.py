@@ -371,7 +371,7 @@ async def test_agent_list_and_tool_globs(data_dir: Path) -> None:
                 "name": "Main",
                 "description": "",
                 "model": "builtin/offline",
-                "tools": ["ask_user", "memory_search", "memory_store"],
+                "tools": ["ask_user", "exec", "memory_search", "memory_store"],
             },
             {
                 "id": "notes",

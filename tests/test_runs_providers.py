@@ -77,6 +77,7 @@ async def test_openai_run_streams_and_counts_reported_usage(llm: LLMServer, data
         ]
         assert {t["function"]["name"] for t in sent["tools"]} == {
             "ask_user",
+            "exec",
             "memory_search",
             "memory_store",
         }

@@ -192,6 +192,7 @@ async def _run_tool(gateway: Gateway, live: LiveRun, call: ToolCall) -> None:
     shown: Any = arguments if isinstance(arguments, dict) else call.arguments
     live.emit("stream.tool_start", {"tool_call_id": call.id, "tool": call.name, "input": shown})
     started = trio.current_time()
+    live.running_tool = (call.id, call.name, started)
     tool = gateway.tools.get(call.name) if live.agent.may_use(call.name) else None
     if tool is None:
         allowed = ", ".join(live.agent.allowed(gateway.tools.names())) or "none"
@@ -212,6 +213,7 @@ async def _run_tool(gateway: Gateway, live: LiveRun, call: ToolCall) -> None:
         )
         if call.id in live.open_calls:
             live.open_calls.remove(call.id)
+    live.running_tool = None
     live.emit(
         "stream.tool_end",
         {

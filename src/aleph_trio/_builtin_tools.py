@@ -2,14 +2,61 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import attrs
+import trio
 from msgspec import Meta
 
+from ._config_file import secret_env_names
+from ._exec import child_environment, run_command
 from ._tools import AnyTool, Tool, ToolContext, ToolFailed
 
 __all__ = ["builtin_tools"]
+
+
+@attrs.frozen
+class ExecParams:
+    command: Annotated[str, Meta(min_length=1, max_length=100_000)]
+    cwd: Annotated[str, Meta(min_length=1, max_length=4096)] | None = None
+    timeout_ms: Annotated[int, Meta(ge=100, le=3_600_000)] | None = None
+
+
+async def exec_command(ctx: ToolContext, params: ExecParams) -> str:
+    """Ask for approval (the run waits in ``waiting_approval``), then run the exact command."""
+    gateway, run = ctx.gateway, ctx.run
+    if not params.command.strip():
+        raise ToolFailed("the command is empty")
+    cwd = await (trio.Path(params.cwd).expanduser() if params.cwd else trio.Path.cwd())
+    if not await cwd.is_dir():
+        raise ToolFailed(f"cwd {str(cwd)!r} is not an existing directory")
+    ticket = await gateway.approvals.submit(
+        params.command, str(cwd), run.agent.id, run_id=run.run_id
+    )
+    if ticket.pending:
+        await run.set_status("waiting_approval")
+        decision = await ticket.wait()
+        await run.set_status("running")
+    else:
+        decision = await ticket.wait()
+    if not decision.approved:
+        raise ToolFailed(f"the command was not run: {decision.decision}")
+    limits = gateway.config.exec
+    timeout_s = params.timeout_ms / 1000 if params.timeout_ms else limits.timeout_s
+    try:
+        result = await run_command(
+            params.command,
+            cwd=Path(cwd),
+            timeout_s=timeout_s,
+            max_output_bytes=limits.max_output_bytes,
+            env=child_environment(secret_env_names(gateway.config)),
+        )
+    except OSError as exc:
+        raise ToolFailed(f"the command could not be started: {exc}") from None
+    if result.timed_out:
+        raise ToolFailed(f"{result.describe()}\n(after {timeout_s:g} s)")
+    return result.describe()
 
 
 @attrs.frozen
@@ -57,6 +104,13 @@ async def memory_store(ctx: ToolContext, params: MemoryStoreParams) -> str:
 
 def builtin_tools() -> list[AnyTool]:
     return [
+        Tool(
+            "exec",
+            "Run a shell command (sh -c) and get its exit code and output. Every command needs "
+            "approval under the gateway's exec policy; a denied command is not run.",
+            ExecParams,
+            exec_command,
+        ),
         Tool(
             "ask_user",
             "Ask the user a question and wait for the answer. Use it when you need information "

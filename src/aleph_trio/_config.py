@@ -21,6 +21,7 @@ __all__ = [
     "CronConfig",
     "EnvSecret",
     "EventsConfig",
+    "ExecConfig",
     "LoggingConfig",
     "McpConfig",
     "McpServerConfig",
@@ -137,6 +138,14 @@ class AgentConfig:
 
 
 @attrs.frozen
+class ExecConfig:
+    """Commands the ``exec`` tool runs once approved (PROTOCOL §10)."""
+
+    timeout_s: Annotated[float, Meta(gt=0, le=86_400)] = 120.0
+    max_output_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * 1024)] = 64 * 1024
+
+
+@attrs.frozen
 class CronConfig:
     """The scheduler (PROTOCOL §12)."""
 
@@ -187,6 +196,7 @@ class Config:
     sessions: SessionsConfig = SessionsConfig()
     providers: dict[str, ProviderConfig] = attrs.Factory(dict)
     agents: dict[AgentId, AgentConfig] = attrs.Factory(dict)
+    exec: ExecConfig = ExecConfig()
     cron: CronConfig = CronConfig()
     browser: BrowserConfig = BrowserConfig()
     mcp: McpConfig = McpConfig()

@@ -28,6 +28,7 @@ __all__ = [
     "public_dict",
     "resolve_secret",
     "restart_warnings",
+    "secret_env_names",
 ]
 
 CONFIG_ENV = "ALEPH_TRIO_CONFIG"
@@ -172,6 +173,11 @@ def config_warnings(config: Config) -> list[str]:
         if isinstance(secret, EnvSecret) and not os.environ.get(secret.env):
             warnings.append(f"{path}: environment variable {secret.env} is not set")
     return warnings
+
+
+def secret_env_names(config: Config) -> set[str]:
+    """Environment variables the config takes secrets from (kept from child processes)."""
+    return {s.env for _, s in _secrets(config) if isinstance(s, EnvSecret)}
 
 
 def _secrets(obj: object, prefix: str = "") -> list[tuple[str, object]]:

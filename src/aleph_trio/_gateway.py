@@ -23,6 +23,7 @@ import httpx
 import platformdirs
 import trio
 
+from ._approvals import Approvals
 from ._auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
 from ._builtin_tools import builtin_tools
 from ._clock import now_ts
@@ -102,6 +103,7 @@ class Gateway:
         self.tools = ToolBox(builtin_tools())
         self.prompts = PromptBuilder(store)
         self.runs = RunManager(self)
+        self.approvals = Approvals(self, data_dir)
         self.compactor = Compactor(self)
         self.logs = log_ring
         self.connections: dict[str, Connection] = {}
@@ -262,6 +264,7 @@ async def open_gateway(
                 http=http,
             )
             _follow_logs(gateway, ring)
+            await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(

@@ -101,6 +101,8 @@ class LiveRun(Turn):
     thinking_index: int = 0
     inputs: collections.deque[str] = attrs.Factory(collections.deque)
     question: Question | None = None
+    #: The tool call under way: (tool_call_id, tool, trio time it started).
+    running_tool: tuple[str, str, float] | None = None
     started_at: float = 0.0  #: ``trio.current_time()`` when admitted
 
     @property
@@ -484,6 +486,18 @@ class RunManager:
             except StoreError as exc:
                 log.error("run %s: could not store its final state: %s", live.run_id, exc)
             self._runs.pop(live.run_id, None)
+            if live.running_tool is not None:  # it was stopped: say so before the stream ends
+                call_id, tool, started = live.running_tool
+                live.emit(
+                    "stream.tool_end",
+                    {
+                        "tool_call_id": call_id,
+                        "tool": tool,
+                        "output": f"stopped: the run was {outcome.status} while {tool} ran",
+                        "is_error": True,
+                        "duration_ms": round((trio.current_time() - started) * 1000),
+                    },
+                )
             # The session is free before the terminal event, unless compaction takes it over.
             live.compacting = outcome.status == "completed" and await self._compaction_due(live)
             if not live.compacting:

@@ -2,6 +2,7 @@
 
 from ._interface import UNFINISHED as UNFINISHED, Store as Store, StoreError as StoreError
 from ._records import (
+    ApprovalRecord as ApprovalRecord,
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,

@@ -9,7 +9,16 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from .._run_states import LIVE
-from ._records import MemoryHit, MemoryItem, Message, Role, Run, Session, SessionFilter
+from ._records import (
+    ApprovalRecord,
+    MemoryHit,
+    MemoryItem,
+    Message,
+    Role,
+    Run,
+    Session,
+    SessionFilter,
+)
 
 __all__ = ["Store", "StoreError"]
 
@@ -88,6 +97,15 @@ class Store(Protocol):
     ) -> list[MemoryHit]: ...
 
     async def delete_memory(self, memory_id: str) -> bool: ...
+
+    # exec approvals
+    async def save_approval(self, record: ApprovalRecord) -> None: ...
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None: ...
+
+    async def expire_pending_approvals(self, resolved_at: str) -> list[ApprovalRecord]:
+        """Mark every approval still pending as expired (after a restart)."""
+        ...
 
     # idempotency keys
     async def claim_key(

@@ -6,7 +6,15 @@ from typing import Any, Literal
 
 import attrs
 
-__all__ = ["MemoryHit", "MemoryItem", "Message", "Run", "Session", "SessionFilter"]
+__all__ = [
+    "ApprovalRecord",
+    "MemoryHit",
+    "MemoryItem",
+    "Message",
+    "Run",
+    "Session",
+    "SessionFilter",
+]
 
 Role = Literal["user", "assistant", "system", "tool"]
 
@@ -101,3 +109,32 @@ class MemoryHit:
 
     def to_json(self) -> dict[str, Any]:
         return {**self.item.to_json(), "score": self.score}
+
+
+@attrs.frozen
+class ApprovalRecord:
+    id: str
+    command: str
+    cwd: str
+    agent_id: str
+    status: str
+    requested_at: str
+    expires_at: str
+    run_id: str | None = None
+    decision: str | None = None
+    resolved_by: str | None = None
+    resolved_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``exec.approvals.pending`` / ``exec.approval_requested`` shape."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "command": self.command,
+            "cwd": self.cwd,
+            "agent_id": self.agent_id,
+            "requested_at": self.requested_at,
+            "expires_at": self.expires_at,
+        }
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        return out

@@ -80,4 +80,21 @@ MIGRATIONS: list[str] = [
     ALTER TABLE runs ADD COLUMN principal_id TEXT;
     ALTER TABLE runs ADD COLUMN error_code INTEGER;
     """,
+    # 3: exec approvals, kept so that a restart shows the ones left pending as expired
+    """
+    CREATE TABLE approvals (
+        id           TEXT PRIMARY KEY,
+        command      TEXT NOT NULL,
+        cwd          TEXT NOT NULL,
+        agent_id     TEXT NOT NULL,
+        run_id       TEXT,
+        status       TEXT NOT NULL,
+        decision     TEXT,
+        resolved_by  TEXT,
+        requested_at TEXT NOT NULL,
+        expires_at   TEXT NOT NULL,
+        resolved_at  TEXT
+    );
+    CREATE INDEX approvals_by_status ON approvals (status);
+    """,
 ]

@@ -29,7 +29,16 @@ import trio
 
 from .._clock import now_ts
 from ._interface import UNFINISHED, StoreError
-from ._records import MemoryHit, MemoryItem, Message, Role, Run, Session, SessionFilter
+from ._records import (
+    ApprovalRecord,
+    MemoryHit,
+    MemoryItem,
+    Message,
+    Role,
+    Run,
+    Session,
+    SessionFilter,
+)
 from ._schema import MIGRATIONS
 
 __all__ = ["SQLiteStore", "open_sqlite_store"]
@@ -604,6 +613,42 @@ class SQLiteStore:
     async def delete_memory(self, memory_id: str) -> bool:
         def tx(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM memory WHERE id = ?", (memory_id,)).rowcount == 1
+
+        return await self._write(tx)
+
+    # -- exec approvals ------------------------------------------------------------------------
+
+    async def save_approval(self, record: ApprovalRecord) -> None:
+        row = attrs.asdict(record)
+        columns = ", ".join(row)
+        marks = ", ".join(f":{name}" for name in row)
+        updates = ", ".join(f"{name} = excluded.{name}" for name in row if name != "id")
+
+        def tx(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO approvals ({columns}) VALUES ({marks}) "
+                f"ON CONFLICT (id) DO UPDATE SET {updates}",
+                row,
+            )
+
+        await self._write(tx)
+
+    async def get_approval(self, approval_id: str) -> ApprovalRecord | None:
+        def q(conn: sqlite3.Connection) -> ApprovalRecord | None:
+            row = conn.execute("SELECT * FROM approvals WHERE id = ?", (approval_id,)).fetchone()
+            return ApprovalRecord(**dict(row)) if row else None
+
+        return await self._read(q)
+
+    async def expire_pending_approvals(self, resolved_at: str) -> list[ApprovalRecord]:
+        def tx(conn: sqlite3.Connection) -> list[ApprovalRecord]:
+            rows = conn.execute(
+                "UPDATE approvals SET status = 'expired', decision = 'timeout', "
+                "resolved_by = 'gateway restart', resolved_at = ? WHERE status = 'pending' "
+                "RETURNING *",
+                (resolved_at,),
+            ).fetchall()
+            return [ApprovalRecord(**dict(r)) for r in rows]
 
         return await self._write(tx)
 
