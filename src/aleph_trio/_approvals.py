@@ -79,25 +79,29 @@ class Ticket:
     async def wait(self) -> Decision:
         """The decision, once there is one; the time limit expires the request as a denial.
 
-        If the waiter is cancelled the request is cancelled too (recorded, and announced)."""
+        If the waiter is cancelled the request is withdrawn (recorded, and announced)."""
         if self.decision is not None:
             return self.decision
         pending = self._pending
         assert pending is not None
-        approvals = self.approvals
         try:
             with trio.move_on_after(self.timeout_s):
                 await pending.decided.wait()
             if pending.decision is None:
-                await approvals.settle(pending, "timeout", "timeout")
-        except trio.Cancelled:
-            if pending.decision is None:
-                with trio.CancelScope(shield=True), trio.move_on_after(5):
-                    await approvals.settle(pending, "cancelled", "waiter gone")
+                await self.approvals.settle(pending, "timeout", "timeout")
+        except BaseException:
+            await self.withdraw()
             raise
         assert pending.decision is not None
         self.decision = pending.decision
         return pending.decision
+
+    async def withdraw(self) -> None:
+        """Whoever asked stopped waiting: a request still pending is cancelled (and announced)."""
+        pending = self._pending
+        if pending is not None and pending.decision is None:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self.approvals.settle(pending, "cancelled", "requester gone")
 
 
 @final
@@ -189,12 +193,17 @@ class Approvals:
             run_id=run_id,
         )
         pending = _Pending(record)
-        await self._gateway.store.save_approval(record)
         self._pending[approval_id] = pending
+        ticket = Ticket(self, approval_id, None, pending, timeout_ms / 1000)
+        try:
+            await self._gateway.store.save_approval(record)
+        except BaseException:
+            await ticket.withdraw()
+            raise
         data = record.to_json()
         del data["requested_at"]
         self._gateway.bus.publish("exec.approval_requested", data, run_id=run_id)
-        return Ticket(self, approval_id, None, pending, timeout_ms / 1000)
+        return ticket
 
     def pending(self) -> list[ApprovalRecord]:
         return sorted((p.record for p in self._pending.values()), key=lambda r: r.requested_at)

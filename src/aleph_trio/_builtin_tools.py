@@ -34,12 +34,16 @@ async def exec_command(ctx: ToolContext, params: ExecParams) -> str:
     ticket = await gateway.approvals.submit(
         params.command, str(cwd), run.agent.id, run_id=run.run_id
     )
-    if ticket.pending:
-        await run.set_status("waiting_approval")
-        decision = await ticket.wait()
-        await run.set_status("running")
-    else:
-        decision = await ticket.wait()
+    try:
+        if ticket.pending:
+            await run.set_status("waiting_approval")
+            decision = await ticket.wait()
+            await run.set_status("running")
+        else:
+            decision = await ticket.wait()
+    except BaseException:
+        await ticket.withdraw()
+        raise
     if not decision.approved:
         raise ToolFailed(f"the command was not run: {decision.decision}")
     limits = gateway.config.exec

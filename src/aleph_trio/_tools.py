@@ -25,8 +25,9 @@ __all__ = ["Tool", "ToolBox", "ToolContext", "ToolFailed", "ToolResult"]
 
 P = TypeVar("P")
 
-#: Tool output handed back to the model is cut here (the model's context is precious).
-MAX_OUTPUT_CHARS = 64 * 1024
+#: Tool output handed back to the model is cut here (the model's context is precious). Tools
+#: with limits of their own (exec's output cap) stay under it with their defaults.
+MAX_OUTPUT_CHARS = 256 * 1024
 
 
 class ToolFailed(Exception):
