@@ -401,3 +401,15 @@ async def test_memory_tools_store_and_find(client: Client) -> None:
     events = await run_events(client, run_id)
     end = next(e for e in events if e.topic == "stream.tool_end")
     assert end.data["tool"] == "memory_search" and "Hopper" in end.data["output"]
+
+
+async def test_a_queued_run_is_stored_before_it_starts(client: Client, gateway: Gateway) -> None:
+    first = await start(client, "ask me why?")
+    await wait_event(client, "agent.input_requested", run_id=first)
+    queued = await start(client, "echo: later")
+    stored = await gateway.store.get_run(queued)
+    assert stored is not None and stored.status == "queued"
+    await client.call("chat.abort", {})
+    await run_events(client, queued)
+    stored = await gateway.store.get_run(queued)
+    assert stored is not None and stored.status == "completed"

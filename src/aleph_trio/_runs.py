@@ -269,6 +269,7 @@ class RunManager:
         run_id = "run_" + uuid.uuid4().hex
         if idempotency_key is None:
             live = self._accept(run_id, message, key, agent, info, level, principal_id, watcher)
+            await self.save(live.record)  # queued before it runs: its task has not started yet
             return live.record
         claim = f"agent.run:{principal_id or ''}:{idempotency_key}"
         fingerprint = _fingerprint(message, key, agent.id, info.id, level)
