@@ -128,11 +128,11 @@ async def _call_model(live: LiveRun, request: ModelRequest, *, retries: int) -> 
     """One model call, retried while it failed retryably before producing anything."""
     attempt = 0
     while True:
-        produced = live.chunk_index + live.thinking_index
+        produced = live.received
         try:
             return await _stream(live, request)
         except ProviderError as exc:
-            nothing_shown = live.chunk_index + live.thinking_index == produced
+            nothing_shown = live.received == produced
             if exc.retryable and nothing_shown and attempt < retries:
                 delay = RETRY_BACKOFF_S * 2**attempt
                 log.warning("run %s: %s; retrying in %g s", live.run_id, exc.message, delay)
@@ -154,16 +154,10 @@ async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
             if isinstance(delta, TextDelta):
                 if delta.text:
                     text.append(delta.text)
-                    live.text.append(delta.text)
-                    live.unsaved.append(delta.text)
-                    live.emit("stream.chunk", {"content": delta.text, "index": live.chunk_index})
-                    live.chunk_index += 1
+                    live.add_piece("stream.chunk", delta.text)
             elif isinstance(delta, ThinkingDelta):
                 if delta.text:
-                    live.emit(
-                        "stream.thinking", {"content": delta.text, "index": live.thinking_index}
-                    )
-                    live.thinking_index += 1
+                    live.add_piece("stream.thinking", delta.text)
             elif isinstance(delta, ToolCallDelta):
                 parts = calls.setdefault(delta.index, _CallParts())
                 parts.id = parts.id or (delta.id or "")

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
+from ._state_tables import IllegalTransition, TransitionTable
+
 __all__ = [
+    "APPROVALS",
     "DECISION_STATUS",
     "HUMAN_DECISIONS",
     "TRANSITIONS",
@@ -47,15 +50,5 @@ DECISION_STATUS: Final[dict[str, str]] = {
 HUMAN_DECISIONS: Final = ("allow-once", "allow-always", "deny")
 
 
-class IllegalTransition(Exception):
-    """An approval was asked to move where the table does not allow."""
-
-
-def check_transition(current: str, new: str) -> str:
-    """``new`` if an approval in ``current`` may move there; raises otherwise."""
-    allowed = TRANSITIONS.get(current)
-    if allowed is None:
-        raise IllegalTransition(f"unknown approval status {current!r}")
-    if new not in allowed:
-        raise IllegalTransition(f"an approval cannot go from {current} to {new}")
-    return new
+APPROVALS: Final = TransitionTable("approval", TRANSITIONS)
+check_transition: Final = APPROVALS.check

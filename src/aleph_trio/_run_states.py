@@ -16,7 +16,17 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-__all__ = ["LIVE", "TERMINAL", "TRANSITIONS", "IllegalTransition", "RunStatus", "check_transition"]
+from ._state_tables import IllegalTransition, TransitionTable
+
+__all__ = [
+    "LIVE",
+    "RUNS",
+    "TERMINAL",
+    "TRANSITIONS",
+    "IllegalTransition",
+    "RunStatus",
+    "check_transition",
+]
 
 RunStatus = Literal[
     "queued", "running", "waiting_input", "waiting_approval", "completed", "failed", "cancelled"
@@ -31,19 +41,7 @@ TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "failed": frozenset(),
     "cancelled": frozenset(),
 }
-TERMINAL: Final = frozenset(s for s, targets in TRANSITIONS.items() if not targets)
-LIVE: Final = frozenset(TRANSITIONS) - TERMINAL
-
-
-class IllegalTransition(Exception):
-    """A run was asked to move where the table does not allow."""
-
-
-def check_transition(current: str, new: str) -> str:
-    """``new`` if a run in ``current`` may move there; raises :class:`IllegalTransition` if not."""
-    allowed = TRANSITIONS.get(current)
-    if allowed is None:
-        raise IllegalTransition(f"unknown run status {current!r}")
-    if new not in allowed:
-        raise IllegalTransition(f"a run cannot go from {current} to {new}")
-    return new
+RUNS: Final = TransitionTable("run", TRANSITIONS)
+TERMINAL: Final = RUNS.terminal
+LIVE: Final = RUNS.live
+check_transition: Final = RUNS.check

@@ -99,6 +99,11 @@ class LiveRun(Turn):
     open_calls: list[str] = attrs.Factory(list)  #: stored tool calls without a stored result
     chunk_index: int = 0
     thinking_index: int = 0
+    received: int = 0  #: text and thinking pieces the model sent (published or not)
+    _pieces: list[str] = attrs.Factory(list)  #: received, not yet published
+    _piece_topic: str = "stream.chunk"
+    _pieces_waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    relay_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     inputs: collections.deque[str] = attrs.Factory(collections.deque)
     question: Question | None = None
     #: The tool call under way: (tool_call_id, tool, trio time it started).
@@ -110,9 +115,50 @@ class LiveRun(Turn):
         return self.record.run_id
 
     def emit(self, topic: str, data: dict[str, Any]) -> None:
-        """Publish an event of this run (it carries ``run_id`` and ``session_key``)."""
+        """Publish an event of this run (it carries ``run_id`` and ``session_key``); text still
+        waiting to be published goes out first, so the order of events is kept."""
+        if self._pieces:
+            self.flush_pieces()
+        self._publish(topic, data)
+
+    def _publish(self, topic: str, data: dict[str, Any]) -> None:
         payload = {"run_id": self.record.run_id, "session_key": self.session_key, **data}
         self.manager.bus_publish(topic, payload, self)
+
+    def add_piece(self, topic: str, text: str) -> None:
+        """Text (``stream.chunk``) or thinking (``stream.thinking``) from the model.
+
+        Pieces are published once per scheduler pass (:meth:`serve_pieces`): what one read from
+        the provider decoded becomes one event, so a fast provider cannot flood a client with
+        tiny events, and a slow one still gets each piece out at once.
+        """
+        if self._pieces and topic != self._piece_topic:
+            self.flush_pieces()
+        self._piece_topic = topic
+        self._pieces.append(text)
+        self.received += 1
+        if topic == "stream.chunk":
+            self.text.append(text)
+            self.unsaved.append(text)
+        self._pieces_waiting.unpark()
+
+    def flush_pieces(self) -> None:
+        if not self._pieces:
+            return
+        content = "".join(self._pieces)
+        self._pieces.clear()
+        if self._piece_topic == "stream.chunk":
+            index, self.chunk_index = self.chunk_index, self.chunk_index + 1
+        else:
+            index, self.thinking_index = self.thinking_index, self.thinking_index + 1
+        self._publish(self._piece_topic, {"content": content, "index": index})
+
+    async def serve_pieces(self) -> None:
+        """Publish the pieces that piled up whenever this task gets to run; until cancelled."""
+        with self.relay_scope:
+            while True:
+                await self._pieces_waiting.park()
+                self.flush_pieces()
 
     async def set_status(self, status: str) -> None:
         """Move to ``status`` and persist it (state first: callers publish afterwards)."""
@@ -334,6 +380,7 @@ class RunManager:
         self._runs[run_id] = live
         self._enqueue(live)
         nursery.start_soon(self._drive, live, name=f"run {run_id}")
+        nursery.start_soon(live.serve_pieces, name=f"run {run_id} relay")
         return live
 
     def _watch(self, live: LiveRun, watcher: Subscriber) -> None:
@@ -508,6 +555,7 @@ class RunManager:
             live.emit(*self._terminal_event(live, outcome))
             log.info("run %s %s", live.run_id, outcome.status)
         finally:
+            live.relay_scope.cancel()
             self._runs.pop(live.run_id, None)
             for watcher in live.watchers:
                 self._gateway.bus.release_run(watcher, live.run_id)
