@@ -139,6 +139,30 @@ async def test_past_runs_are_forgotten_once_their_events_left_the_ring() -> None
     assert set(sub.past_runs) == {"b", "c"}
 
 
+async def test_who_gets_what_follows_every_change_of_patterns_and_owners() -> None:
+    """The bus remembers which subscribers a topic goes to; every change must be seen."""
+    bus = EventBus()
+    got_a, _ = collector(bus)
+    a = collector.sub  # type: ignore[attr-defined]
+    got_b, _ = collector(bus)
+    b = collector.sub  # type: ignore[attr-defined]
+    await bus.add_patterns(a, [TopicPattern("t.*")])
+    bus.publish("t.x", {})  # 1: a
+    await bus.add_patterns(b, [TopicPattern("t.x")])
+    bus.publish("t.x", {})  # 2: a, b
+    bus.remove_patterns(a, ["t.*"])
+    bus.publish("t.x", {})  # 3: b
+    bus.own_run(a, "r")
+    bus.publish("t.x", {}, run_id="r")  # 4: a (owner), b (pattern), once each
+    bus.publish("u.y", {}, run_id="r")  # 5: a only
+    bus.release_run(a, "r")
+    bus.publish("u.y", {}, run_id="r")  # 6: nobody
+    bus.unsubscribe(b)
+    bus.publish("t.x", {})  # 7: nobody
+    assert [e.seq for e in got_a] == [1, 2, 4, 5]
+    assert [e.seq for e in got_b] == [2, 3, 4]
+
+
 async def test_subscribe_rpc_shapes(client: Client) -> None:
     result = await client.call(
         "events.subscribe", {"patterns": ["agent.*", "stream.**", "agent.*"]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import ipaddress
 import logging
 import signal
@@ -132,6 +133,10 @@ async def _serve(
                 else:
                     _say(f"owner token: in {gateway.token_source}")
                 _say(f"config: {loaded.source}; data: {gateway.data_dir}")
+                # What start-up built lives as long as the process: keep it out of every full
+                # collection, which would otherwise walk it again and again while serving.
+                gc.collect()
+                gc.freeze()
                 async for signum in signals:
                     logging.getLogger("aleph_trio").info(
                         "received %s, stopping", signal.Signals(signum).name

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time
 
 
 def utc_now() -> _dt.datetime:
@@ -14,8 +15,17 @@ def format_ts(moment: _dt.datetime) -> str:
     return moment.astimezone(_dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_last: tuple[int, str] = (0, "")
+
+
 def now_ts() -> str:
-    return format_ts(utc_now())
+    """The current time as RFC 3339; formatted once per millisecond (every event needs one)."""
+    global _last
+    ms = time.time_ns() // 1_000_000
+    if ms != _last[0]:
+        moment = _dt.datetime.fromtimestamp(ms / 1000, _dt.UTC)
+        _last = (ms, format_ts(moment))
+    return _last[1]
 
 
 def parse_ts(text: str) -> _dt.datetime:

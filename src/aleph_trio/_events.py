@@ -124,6 +124,10 @@ class EventBus:
     _subscribers: dict[int, Subscriber] = attrs.Factory(dict)
     _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
     _overflows: int = 0
+    #: topic → subscribers whose patterns match it; cleared whenever any pattern changes.
+    _matchers: dict[str, list[Subscriber]] = attrs.Factory(dict)
+    #: run id → subscribers that get the run's events without patterns.
+    _owners: dict[str, list[Subscriber]] = attrs.Factory(dict)
 
     def __attrs_post_init__(self) -> None:
         self._ring = collections.deque(maxlen=max(1, self.replay_buffer))
@@ -159,15 +163,38 @@ class EventBus:
             self._evicted_upto = self._ring[0].seq
         self._ring.append(event)
         overflowed: list[Subscriber] = []
-        for sub in self._subscribers.values():
-            if sub.paused:
-                continue
-            sub.considered_upto = seq
-            if sub.wants(event) and not sub.deliver(event):
+        for sub in self._targets(topic, run_id):
+            if not sub.paused and sub.may_see(event) and not sub.deliver(event):
                 overflowed.append(sub)
         for sub in overflowed:
             self._overflow(sub)
         return event
+
+    def _targets(self, topic: str, run_id: str | None) -> list[Subscriber]:
+        """Who wants an event of ``topic`` (of ``run_id``), before visibility is checked."""
+        if topic == "logs.entry":
+            return [sub for sub in self._subscribers.values() if sub.follow_logs]
+        targets = self._matchers.get(topic)
+        if targets is None:
+            targets = [
+                sub
+                for sub in self._subscribers.values()
+                if any(p.matches(topic) for p in sub.patterns.values())
+            ]
+            if len(self._matchers) >= 4096:
+                self._matchers.clear()
+            self._matchers[topic] = targets
+        owners = self._owners.get(run_id) if run_id is not None else None
+        if owners:
+            targets = targets + [sub for sub in owners if sub not in targets]
+        return targets
+
+    def remove_patterns(self, sub: Subscriber, texts: Iterable[str]) -> list[str]:
+        """Drop patterns from ``sub``; returns those it had."""
+        removed = [t for t in dict.fromkeys(texts) if sub.patterns.pop(t, None) is not None]
+        if removed:
+            self._matchers.clear()
+        return removed
 
     def subscribe(
         self,
@@ -183,12 +210,22 @@ class EventBus:
 
     def own_run(self, sub: Subscriber, run_id: str) -> None:
         """Send ``sub`` every event of ``run_id`` from now on, whatever its patterns."""
-        sub.owned_runs.setdefault(run_id, self._seq)
+        if run_id not in sub.owned_runs:
+            sub.owned_runs[run_id] = self._seq
+            self._owners.setdefault(run_id, []).append(sub)
+
+    def _disown(self, sub: Subscriber, run_id: str) -> int | None:
+        owners = self._owners.get(run_id)
+        if owners is not None and sub in owners:
+            owners.remove(sub)
+            if not owners:
+                del self._owners[run_id]
+        return sub.owned_runs.pop(run_id, None)
 
     def release_run(self, sub: Subscriber, run_id: str) -> None:
         """Stop sending ``sub`` the run's events (after its last one), remembering that it had
         them while they can still be replayed."""
-        began = sub.owned_runs.pop(run_id, None)
+        began = self._disown(sub, run_id)
         if began is not None:
             sub.past_runs[run_id] = (began, self._seq)
         for old in [r for r, (_, end) in sub.past_runs.items() if end <= self._evicted_upto]:
@@ -200,6 +237,9 @@ class EventBus:
     def unsubscribe(self, sub: Subscriber) -> None:
         sub.closed = True
         self._subscribers.pop(sub.id, None)
+        self._matchers.clear()
+        for run_id in list(sub.owned_runs):
+            self._disown(sub, run_id)
 
     def _overflow(self, sub: Subscriber) -> None:
         self._overflows += 1
@@ -222,6 +262,8 @@ class EventBus:
         ``send`` could go (the caller treats the subscriber as a slow consumer).
         """
         added = [p for p in patterns if p.text not in sub.patterns]
+        if added:
+            self._matchers.clear()
         if since_seq is None or send is None:
             for p in added:
                 sub.patterns[p.text] = p
@@ -232,7 +274,10 @@ class EventBus:
         for p in added:
             sub.patterns[p.text] = p
         gap = since_seq < self._evicted_upto
-        live_from = sub.considered_upto  # later events were never offered to ``sub``
+        # Events after ``live_from`` were never offered to ``sub``: it is paused from here on
+        # (or was already, by a replay still going on).
+        live_from = sub.considered_upto if sub.paused else self._seq
+        sub.considered_upto = live_from
         last = since_seq
         replayed = 0
         sub.paused = True

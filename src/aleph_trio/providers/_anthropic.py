@@ -7,11 +7,11 @@ Tool-use input arrives as ``input_json_delta`` pieces; each tool_use block becom
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
 import httpx
+import msgspec
 
 from ._errors import ProviderError
 from ._http import Endpoint, sse_data, tool_arguments
@@ -69,6 +69,9 @@ def anthropic_messages(messages: tuple[ChatMessage, ...]) -> tuple[str, list[dic
     return system, out
 
 
+_decode = msgspec.json.Decoder().decode
+
+
 @final
 class AnthropicProvider:
     def __init__(
@@ -124,8 +127,8 @@ class AnthropicProvider:
         ):
             async for data in events:
                 try:
-                    event = json.loads(data)
-                except ValueError:
+                    event = _decode(data)
+                except msgspec.DecodeError:
                     raise ProviderError(f"{where} sent a malformed stream event") from None
                 kind = event.get("type") if isinstance(event, dict) else None
                 if kind == "message_start":

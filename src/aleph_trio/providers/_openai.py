@@ -10,11 +10,11 @@ the provider and never the key.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
 import httpx
+import msgspec
 
 from ._errors import ProviderError
 from ._http import Endpoint, error_detail, function_tools, sse_data
@@ -121,10 +121,14 @@ class OpenAIProvider:
             )
 
 
+#: Chunks are decoded with msgspec: several times faster than json, and a stream is many chunks.
+_decode = msgspec.json.Decoder().decode
+
+
 def _chunk_deltas(data: str, where: str) -> list[Delta]:
     try:
-        chunk = json.loads(data)
-    except ValueError:
+        chunk = _decode(data)
+    except msgspec.DecodeError:
         raise ProviderError(f"{where} sent a malformed stream chunk") from None
     if not isinstance(chunk, dict):
         raise ProviderError(f"{where} sent a malformed stream chunk")

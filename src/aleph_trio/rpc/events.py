@@ -87,7 +87,7 @@ class UnsubscribeParams:
 @ns.method("events.unsubscribe", UnsubscribeParams, description="Remove topic patterns.")
 async def unsubscribe(ctx: CallContext, params: UnsubscribeParams) -> dict[str, Any]:
     sub = ctx.peer.subscriber
-    removed = [p for p in dict.fromkeys(params.patterns) if sub.patterns.pop(p, None) is not None]
+    removed = ctx.gateway.bus.remove_patterns(sub, params.patterns)
     return {"unsubscribed": removed, "active_patterns": list(sub.patterns)}
 
 
