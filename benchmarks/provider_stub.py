@@ -1,15 +1,20 @@
 """A stand-in for an OpenAI-compatible provider: a small, fast HTTP/1.1 server of SSE streams.
 
 It answers ``POST .../chat/completions`` with a server-sent-event stream in the shape the
-gateway's ``openai`` provider parses: one ``data: {"choices":[{"index":0,"delta":{"content":..},
-"finish_reason":null}]}`` event per chunk, then a chunk with ``finish_reason: "stop"``, a usage
-chunk and ``data: [DONE]``; then it closes the connection (``connection: close``, no chunked
+gateway's ``openai`` provider parses: one ``data: {..., "choices":[{"index":0,"delta":{"content":
+..}, ..., "finish_reason":null}]}`` event per chunk, then a chunk with ``finish_reason: "stop"``, a
+usage chunk and ``data: [DONE]``; then it closes the connection (``connection: close``, no chunked
 encoding). What to stream is read from the content of the request's last ``user`` message, a JSON
 object (anything else streams 20 chunks as fast as it can)::
 
     {"chunks": 10000}                          # as fast as it can; -1 = until the peer leaves
     {"chunks": 200, "interval_ms": 5,          # paced: chunk k is due at t0_ns + k * 5 ms
      "t0_ns": <CLOCK_MONOTONIC ns>}            #   (default t0: when the request was read)
+    {..., "shape": "minimal"}                  # chunks without OpenAI's other fields
+
+A chunk carries the fields OpenAI sends with every chunk (``id``, ``object``, ``created``,
+``model``, ``system_fingerprint``, ``logprobs``), about 230 bytes; ``minimal`` ones only what
+the gateway reads, about 80 bytes.
 
 Unpaced, every chunk's text is ``c<k> `` and the whole answer is built once per length and sent
 with as few writes as the socket allows, so the stub costs next to nothing per chunk. Paced, each
@@ -46,14 +51,24 @@ HEAD = (
     b"connection: close\r\n\r\n"
 )
 NOT_FOUND = b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-CHUNK_PREFIX = b'data: {"choices":[{"index":0,"delta":{"content":"'
-CHUNK_SUFFIX = b'"},"finish_reason":null}]}\n\n'
+#: The fields OpenAI itself sends with every chunk (vLLM and llama.cpp send much the same).
+CHUNK_PREFIX = (
+    b'data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk",'
+    b'"created":1741569952,"model":"stub","system_fingerprint":"fp_f3927aa00d",'
+    b'"choices":[{"index":0,"delta":{"content":"'
+)
+CHUNK_SUFFIX = b'"},"logprobs":null,"finish_reason":null}]}\n\n'
+#: ``"shape": "minimal"`` in a request: only what the gateway reads.
+MINIMAL_PREFIX = b'data: {"choices":[{"index":0,"delta":{"content":"'
+MINIMAL_SUFFIX = b'"},"finish_reason":null}]}\n\n'
 DEFAULT_SPEC: dict[str, Any] = {"chunks": 20}
 MAX_REQUEST = 16 * 1024 * 1024
 
 
-def chunk_event(text: bytes) -> bytes:
+def chunk_event(text: bytes, minimal: bool = False) -> bytes:
     """One SSE event carrying ``text`` (which must need no JSON escaping)."""
+    if minimal:
+        return MINIMAL_PREFIX + text + MINIMAL_SUFFIX
     return CHUNK_PREFIX + text + CHUNK_SUFFIX
 
 
@@ -63,15 +78,15 @@ def tail_events(chunks: int) -> bytes:
     return b"data: %s\n\ndata: %s\n\ndata: [DONE]\n\n" % (_encode(finish), _encode(usage))
 
 
-_whole: dict[int, bytes] = {}
+_whole: dict[tuple[int, bool], bytes] = {}
 
 
-def whole_answer(chunks: int) -> bytes:
-    """The complete unpaced response for ``chunks`` chunks (built once per length)."""
-    body = _whole.get(chunks)
+def whole_answer(chunks: int, minimal: bool = False) -> bytes:
+    """The complete unpaced response for ``chunks`` chunks (built once per length and shape)."""
+    body = _whole.get((chunks, minimal))
     if body is None:
-        events = b"".join(chunk_event(b"c%d " % k) for k in range(chunks))
-        body = _whole[chunks] = HEAD + events + tail_events(chunks)
+        events = b"".join(chunk_event(b"c%d " % k, minimal) for k in range(chunks))
+        body = _whole[chunks, minimal] = HEAD + events + tail_events(chunks)
     return body
 
 
@@ -79,9 +94,7 @@ def spec_of(body: bytes) -> dict[str, Any]:
     """The stream asked for: the JSON object in the last user message, else the default."""
     try:
         doc = _decode(body)
-        text = next(
-            m["content"] for m in reversed(doc["messages"]) if m.get("role") == "user"
-        )
+        text = next(m["content"] for m in reversed(doc["messages"]) if m.get("role") == "user")
         spec = _decode(text) if isinstance(text, str) else None
     except (msgspec.DecodeError, KeyError, StopIteration, TypeError, AttributeError):
         spec = None
@@ -89,7 +102,7 @@ def spec_of(body: bytes) -> dict[str, Any]:
 
 
 class Conn:
-    __slots__ = ("closed", "fd", "inbuf", "interval_ns", "k", "out", "pos", "sock", "spec",
+    __slots__ = ("closed", "fd", "inbuf", "interval_ns", "k", "minimal", "out", "pos", "sock",
                  "started", "t0_ns", "total")  # fmt: skip
 
     def __init__(self, sock: socket.socket) -> None:
@@ -104,6 +117,7 @@ class Conn:
         self.total = 0
         self.interval_ns = 0
         self.t0_ns = 0
+        self.minimal = False
 
 
 class Stub:
@@ -170,7 +184,7 @@ class Stub:
             return
         conn.started = True
         self.requests += 1
-        method, path = (head[0].split(" ") + ["", ""])[:2]
+        method, path = [*head[0].split(" "), "", ""][:2]
         if method != "POST" or not path.endswith("/chat/completions"):
             self.write(conn, NOT_FOUND, last=True)
             return
@@ -179,8 +193,9 @@ class Stub:
     def start(self, conn: Conn, spec: dict[str, Any]) -> None:
         chunks = int(spec["chunks"])
         interval_ms = float(spec.get("interval_ms", 0))
+        conn.minimal = spec.get("shape") == "minimal"
         if interval_ms <= 0 and chunks >= 0:
-            self.write(conn, whole_answer(chunks), last=True)
+            self.write(conn, whole_answer(chunks, conn.minimal), last=True)
             return
         conn.total = chunks
         conn.interval_ns = int(interval_ms * 1e6)
@@ -235,7 +250,7 @@ class Stub:
                 continue
             k = conn.k
             stamp = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-            data = chunk_event(b"%d:%d;" % (k, stamp))
+            data = chunk_event(b"%d:%d;" % (k, stamp), conn.minimal)
             conn.k = k = k + 1
             if 0 <= conn.total <= k:
                 self.write(conn, data + tail_events(conn.total), last=True)

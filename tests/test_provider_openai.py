@@ -219,3 +219,20 @@ async def test_cancelling_closes_the_request(llm: LLMServer, provider: OpenAIPro
     with trio.fail_after(5):
         await llm.wait_all_closed()
     assert llm.open_connections == 0
+
+
+async def test_sse_lines_split_anywhere_across_reads(
+    llm: LLMServer, provider: OpenAIProvider
+) -> None:
+    """CRLF, CR and LF line ends, with reads splitting lines, CRLF pairs and UTF-8 characters."""
+    body = (
+        'data: {"choices":[{"index":0,"delta":{"content":"Grüße"}}]}\r\n\r\n'
+        'data: {"choices":[{"index":0,"delta":{"content":" ok"},"finish_reason":"stop"}]}\r\r'
+        "data: [DONE]\n\n"
+    ).encode()
+    cuts = [3, 30, 38, 39, 40, 66, 67, 68, 69, 140, 141, len(body)]
+    parts = [body[a:b] for a, b in zip([0, *cuts], cuts, strict=False)]
+    llm.script.append(Reply(parts=[p for part in parts for p in (part, 0.001)]))
+    deltas = await run(provider)
+    assert [d for d in deltas if isinstance(d, TextDelta)] == [TextDelta("Grüße"), TextDelta(" ok")]
+    assert Finish("stop") in deltas
