@@ -271,6 +271,31 @@ async def test_in_flight_cap_applies_back_pressure(open_raw: OpenRaw, gateway: G
     assert len(started) == 4
 
 
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(max_in_flight=2))])
+async def test_paused_reading_is_not_a_dead_peer(
+    open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock
+) -> None:
+    """At max_in_flight the gateway stops reading, pongs included: long requests (approvals
+    waiting for a human) must not get their connection closed for a missing pong."""
+    release = trio.Event()
+
+    async def block(ctx: object, params: object) -> dict[str, bool]:
+        await release.wait()
+        return {"ok": True}
+
+    add_method(gateway, "test.block", block)
+    raw = await authed(open_raw, gateway)
+    for i in range(3):
+        await raw.send_json({"jsonrpc": "2.0", "id": i, "method": "test.block"})
+    with trio.move_on_after(300):  # many ping intervals; the client answers every ping
+        await raw.receive()
+        pytest.fail("nothing should arrive while the requests wait")
+    release.set()
+    replies = [await raw.receive_json() for _ in range(3)]
+    assert sorted(r["id"] for r in replies) == [0, 1, 2]
+    assert (await raw.call("health", id=9))["result"]["status"] == "ok"
+
+
 async def test_responses_may_overtake(open_raw: OpenRaw, gateway: Gateway) -> None:
     release = trio.Event()
 

@@ -286,7 +286,14 @@ def _follow_logs(gateway: Gateway, ring: LogRing) -> None:
         if any(sub.follow_logs for sub in gateway.bus.subscribers()):
             gateway.bus.publish("logs.entry", entry)
 
+    def wanted() -> bool:
+        try:
+            return any(sub.follow_logs for sub in gateway.bus.subscribers())
+        except RuntimeError:  # changed meanwhile (a record from another thread): ask the loop
+            return True
+
     ring.schedule = token.run_sync_soon
+    ring.wanted = wanted
     ring.listener = publish
 
 

@@ -64,6 +64,8 @@ class LogRing(logging.Handler):
         self._lock_entries = threading.Lock()
         self.listener: Callable[[dict[str, Any]], None] | None = None
         self.schedule: Callable[[Callable[[], None]], None] | None = None
+        #: Whether anyone listens now; checked (cheaply) before ``schedule`` is paid for.
+        self.wanted: Callable[[], bool] = lambda: True
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -82,7 +84,7 @@ class LogRing(logging.Handler):
         with self._lock_entries:
             self._entries.append(entry)
         listener, schedule = self.listener, self.schedule
-        if listener is not None and schedule is not None:
+        if listener is not None and schedule is not None and self.wanted():
             try:
                 schedule(lambda: listener(entry))
             except (RuntimeError, OSError):  # that Trio run has ended: nobody follows any more

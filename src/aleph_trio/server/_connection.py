@@ -76,6 +76,8 @@ class Connection:
         self._close_after_reply: tuple[int, str] | None = None
         self._cancel_scope = trio.CancelScope()
         self._in_flight = trio.Semaphore(server.max_in_flight)
+        self._reading_paused = False
+        self._read_pauses = 0
         self._outbound = Outbound(transport, server.send_queue, self._transport_broken)
         self._subscriber = gateway.bus.subscribe(
             self._offer_event, on_overflow=self._slow_consumer, may_see=self._may_see
@@ -163,7 +165,13 @@ class Connection:
             try:
                 self._in_flight.acquire_nowait()
             except trio.WouldBlock:
-                await self._in_flight.acquire()
+                # Back-pressure: nothing is read (pongs included) until a request finishes.
+                self._read_pauses += 1
+                self._reading_paused = True
+                try:
+                    await self._in_flight.acquire()
+                finally:
+                    self._reading_paused = False
             nursery.start_soon(self._handle_message, message)
 
     async def _handle_message(self, message: str | bytes) -> None:
@@ -252,6 +260,7 @@ class Connection:
         while True:
             server = self._gateway.config.server
             await trio.sleep(server.ping_interval_s)
+            pauses = self._read_pauses
             # The timeout covers sending the ping too: a write stuck behind a peer that stopped
             # reading ends the connection here.
             with trio.move_on_after(server.ping_timeout_s):
@@ -260,6 +269,10 @@ class Connection:
                 except TransportClosed:
                     return
                 await pong.wait()
+                continue
+            if self._reading_paused or self._read_pauses != pauses:
+                # We stopped reading (requests at max_in_flight, e.g. approvals waiting for a
+                # human), so the pong may be sitting unread: that says nothing about the peer.
                 continue
             self.close_soon(1011, "ping timeout")
             return
