@@ -59,6 +59,7 @@ SEMANTIC_CHECKS = frozenset(
         "chat.send",  # blank message
         "agent.respondToInput",  # the run has finished
         "session.compact",  # a run holds the session
+        "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -76,6 +77,12 @@ NAMES_A_RESOURCE = frozenset(
         "agent.respondToInput",
         "chat.send",  # the session key names an agent
         "chat.abort",
+        "cron.create",  # agent_id
+        "cron.get",
+        "cron.delete",
+        "cron.trigger",
+        "cron.pause",
+        "cron.resume",
     }
 )
 

@@ -12,7 +12,7 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import agent, auth, chat, config, events, memory, models, session, system
+    from . import agent, auth, chat, config, cron, events, memory, models, session, system
 
     return Registry(
         auth.ns,
@@ -24,4 +24,5 @@ def build_registry() -> Registry:
         chat.ns,
         memory.ns,
         models.ns,
+        cron.ns,
     )
