@@ -627,6 +627,31 @@ async def test_deleting_a_job_cancels_its_firing(
         assert await store.recent_cron_runs(job_id, limit=10) == []
 
 
+async def test_stopping_the_gateway_ends_a_firing_as_cancelled(
+    data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    wall = FakeWall(dt.datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
+    async with cron_gateway(data_dir, wall) as (gw, client):
+        job_id = await create(client, "every 1h", prompt="ask me later?")
+        triggered = await wait_event(client, "cron.triggered", timeout=LONG)
+        bus = gw.bus
+    ends = [dict(e.data) for e in bus._ring if e.topic in ("cron.completed", "cron.failed")]
+    assert [end.pop("duration_ms") >= 0 for end in ends] == [True]
+    assert ends == [
+        {
+            "job_id": job_id,
+            "cron_run_id": triggered.data["cron_run_id"],
+            "run_id": triggered.data["run_id"],
+            "status": "cancelled",
+            "error": "gateway shutting down",
+        }
+    ]
+    async with cron_gateway(data_dir, wall) as (_, client):
+        got = await job(client, job_id)
+        assert got["recent_runs"][0]["status"] == "cancelled"
+        assert got["last_status"] == "cancelled" and got["next_run_at"] == ts(2026, 3, 27, 14)
+
+
 async def test_one_shot_fires_once_and_disables_itself(
     data_dir: Path, patient_clock: trio.testing.MockClock
 ) -> None:

@@ -17,7 +17,6 @@ publishing exactly one ``cron.completed`` / ``cron.failed`` (state first, then t
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import heapq
 import itertools
 import uuid
@@ -96,13 +95,22 @@ class _Job:
     record: CronJob
     next_at: _dt.datetime | None
     firings: list[Firing] = attrs.Factory(list)
-    parsed: Schedule | None = None
+    parsed: Schedule | None = None  #: parsed on first use (a start reads many jobs)
+    described: str | None = None
 
     @property
     def schedule(self) -> Schedule:
         if self.parsed is None:
-            self.parsed = _parse(self.record.schedule, self.record.timezone)
+            self.parsed = parse_schedule(self.record.schedule, self.record.timezone)
         return self.parsed
+
+    def describe(self) -> str:
+        if self.described is None:
+            try:
+                self.described = self.schedule.describe()
+            except ScheduleError as exc:
+                self.described = f"unusable schedule: {exc}"
+        return self.described
 
     @property
     def anchor(self) -> _dt.datetime:
@@ -118,19 +126,6 @@ class _Job:
         if len(self.firings) > 1:
             return "a firing is already queued behind the running one", "limit"
         return None
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse(text: str, timezone: str) -> Schedule:
-    return parse_schedule(text, timezone)
-
-
-@functools.lru_cache(maxsize=4096)
-def _describe(text: str, timezone: str) -> str:
-    try:
-        return _parse(text, timezone).describe()
-    except ScheduleError as exc:
-        return f"unusable schedule: {exc}"
 
 
 def _invalid(exc: ScheduleError) -> InvalidParams:
@@ -210,11 +205,15 @@ class CronService:
     # -- the job table -----------------------------------------------------------------------
 
     def _add(self, record: CronJob, schedule: Schedule | None = None) -> _Job:
-        next_at = parse_ts(record.next_run_at) if record.next_run_at else None
-        job = _Job(record, None, parsed=schedule)
+        next_at = parse_ts(record.next_run_at) if record.enabled and record.next_run_at else None
+        job = _Job(record, next_at, parsed=schedule)
         self._jobs[record.job_id] = job
-        self._set_next(job, next_at if record.enabled else None)
+        self._push(job)
         return job
+
+    def _push(self, job: _Job) -> None:
+        if job.next_at is not None:
+            heapq.heappush(self._heap, (job.next_at, next(self._order), job.record.job_id))
 
     def _set_next(self, job: _Job, next_at: _dt.datetime | None) -> None:
         """Set when ``job`` is due next; ``None`` disables it (nothing left to fire)."""
@@ -224,8 +223,7 @@ class CronService:
             next_run_at=format_ts(next_at) if next_at else None,
             enabled=job.record.enabled and next_at is not None,
         )
-        if next_at is not None:
-            heapq.heappush(self._heap, (next_at, next(self._order), job.record.job_id))
+        self._push(job)
 
     def _head(self) -> tuple[_dt.datetime, int, str] | None:
         """The earliest live heap entry (stale ones, of changed or deleted jobs, are dropped)."""
@@ -551,10 +549,9 @@ class CronService:
             and (agent_id is None or job.record.agent_id == agent_id)
         ]
 
-    @staticmethod
-    def describe(job: CronJob) -> str:
+    def describe(self, job_id: str) -> str:
         """The job's schedule in words."""
-        return _describe(job.schedule, job.timezone)
+        return self._job(job_id).describe()
 
     async def get(self, job_id: str) -> tuple[CronJob, list[CronRun]]:
         """The job and its newest cron runs (newest first)."""

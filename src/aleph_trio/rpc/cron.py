@@ -29,7 +29,7 @@ def job_json(cron: CronService, job: CronJob) -> dict[str, Any]:
         "job_id": job.job_id,
         "name": job.name,
         "schedule": job.schedule,
-        "schedule_description": cron.describe(job),
+        "schedule_description": cron.describe(job.job_id),
         "timezone": job.timezone,
         "agent_id": job.agent_id,
         "prompt": job.prompt,
