@@ -25,9 +25,8 @@ import pytest
 import trio
 import trio.testing
 
-from aleph_trio import Client, Config, Gateway, open_gateway
+from aleph_trio import Client, Config, Gateway, WallClock, open_gateway
 from aleph_trio._config import CronConfig, ServerConfig
-from aleph_trio._cron import WallClock
 from aleph_trio._cron_schedule import MISSED_RECORDS
 from aleph_trio.client import ClientEvent
 from aleph_trio.protocol import AlephError
@@ -408,8 +407,7 @@ async def test_a_firing_cut_short_by_a_crash_is_failed_at_the_next_start(
 
 KILLED_MID_FIRING = r"""
 import datetime as dt, sys, time, trio
-from aleph_trio import Config, open_gateway
-from aleph_trio._cron import WallClock
+from aleph_trio import Config, WallClock, open_gateway
 
 START = time.monotonic()
 

@@ -312,3 +312,21 @@ def test_plan_after_a_week_down_runs_once_and_records_the_rest_as_missed() -> No
     )
     assert every.trigger == "schedule" and every.fire_at == utc(2026, 1, 8)
     assert len(every.missed) == MISSED_RECORDS and every.more_missed
+
+
+def test_schedules_are_pure() -> None:
+    """``_cron_schedule`` needs no event loop: it imports neither trio nor I/O layers."""
+    import ast
+    from pathlib import Path
+
+    import aleph_trio._cron_schedule as module
+
+    tree = ast.parse(Path(module.__file__).read_text())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name and name.startswith(("trio", "sqlite3"))}
+    assert "store" not in imported
