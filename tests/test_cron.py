@@ -776,6 +776,11 @@ async def test_one_broken_job_does_not_stop_the_scheduler(
         assert (await job(client, broken))["next_run_at"] is None
         errors = [e for e in gw.logs.tail(100) if e["level"] == "error"]
         assert any(broken in e["message"] for e in errors)
+        monkeypatch.undo()  # the fault is gone: resume schedules the parked job again
+        resumed = await client.call("cron.resume", {"job_id": broken})
+        assert resumed["next_run_at"] == ts(2026, 3, 27, 12, 4)
+        triggered, end = await firing(client)
+        assert triggered.data["job_id"] == broken and end.topic == "cron.completed"
 
 
 # -- the store -----------------------------------------------------------------------------------

@@ -269,19 +269,20 @@ class CronService:
             misfire_policy=record.misfire_policy,
             grace_s=self._gateway.config.cron.catch_up_grace_s,
         )
-        runs = [
-            self._missed(record.job_id, at, index == 0 and plan.more_missed)
-            for index, at in enumerate(plan.missed)
-        ]
+        why = ["the scheduler was not running at this time"] * len(plan.missed)
+        if plan.more_missed:
+            why[0] += " (earlier fire times were missed too)"
         if plan.fire_at is None and plan.missed:
-            latest = runs[-1]
-            reason = (
+            why[-1] = (
                 "misfire_policy is skip"
                 if record.misfire_policy == "skip"
                 else f"{plan.late_s:.0f} s late, beyond cron.catch_up_grace_s"
             )
-            runs[-1] = attrs.evolve(latest, error=f"not run: {reason}")
-            log.warning("cron job %s missed its fire time (%s)", record.job_id, reason)
+            log.warning("cron job %s missed its fire time (%s)", record.job_id, why[-1])
+        runs = [
+            _not_run(record.job_id, "missed", "schedule", format_ts(at), reason)
+            for at, reason in zip(plan.missed, why, strict=True)
+        ]
         firing = None
         if plan.fire_at is not None and plan.trigger is not None:
             scheduled_for = format_ts(plan.fire_at)
@@ -289,37 +290,14 @@ class CronService:
             if refused is None:
                 firing = Firing(record.job_id, plan.trigger, scheduled_for)
             else:
-                runs.append(self._skipped(record.job_id, plan.trigger, scheduled_for, refused[0]))
+                runs.append(
+                    _not_run(record.job_id, "skipped", plan.trigger, scheduled_for, refused[0])
+                )
                 log.info("cron job %s skipped a fire time: %s", record.job_id, refused[0])
         if runs:
             job.record = attrs.evolve(job.record, last_status=runs[-1].status)
         self._set_next(job, plan.next_at)
         self._start(job, firing, runs, save=True)
-
-    @staticmethod
-    def _missed(job_id: str, at: _dt.datetime, earlier: bool) -> CronRun:
-        error = "not run: the scheduler was not running at this time"
-        if earlier:
-            error += " (earlier fire times were missed too)"
-        return CronRun(
-            "crun_" + uuid.uuid4().hex,
-            job_id,
-            "schedule",
-            check_initial("missed"),
-            scheduled_for=format_ts(at),
-            error=error,
-        )
-
-    @staticmethod
-    def _skipped(job_id: str, trigger: str, scheduled_for: str, why: str) -> CronRun:
-        return CronRun(
-            "crun_" + uuid.uuid4().hex,
-            job_id,
-            trigger,
-            check_initial("skipped"),
-            scheduled_for=scheduled_for,
-            error=f"not run: {why}",
-        )
 
     def _start(self, job: _Job, firing: Firing | None, runs: list[CronRun], *, save: bool) -> None:
         nursery = self._nursery
@@ -571,8 +549,10 @@ class CronService:
             await firing.done.wait()
         try:
             await self._gateway.store.delete_cron_job(job_id)
-        except BaseException:
-            self._jobs.setdefault(job_id, job)
+        except BaseException:  # not deleted after all: schedule it again
+            if self._jobs.setdefault(job_id, job) is job:
+                self._push(job)
+                self._wake()
             raise
         log.info("cron job %s deleted", job_id)
 
@@ -606,7 +586,7 @@ class CronService:
         """Enable the job again; its next fire time is counted from now (nothing is made up
         for the time it was paused). ``-32602`` when it has no fire time left."""
         job = self._job(job_id)
-        if not job.record.enabled:
+        if not job.record.enabled or job.next_at is None:  # paused, or parked after a fault
             next_at = job.schedule.next_after(self.clock.now(), anchor=job.anchor)
             if next_at is None:
                 raise InvalidParams(
@@ -619,6 +599,18 @@ class CronService:
             await self._save(job)
             self._wake()
         return job.record
+
+
+def _not_run(job_id: str, status: str, trigger: str, scheduled_for: str, why: str) -> CronRun:
+    """The record of a fire time that did not run (``skipped`` or ``missed``)."""
+    return CronRun(
+        "crun_" + uuid.uuid4().hex,
+        job_id,
+        trigger,
+        check_initial(status),
+        scheduled_for=scheduled_for,
+        error=f"not run: {why}",
+    )
 
 
 def _elapsed_ms(start: str | None, end: str | None) -> int:

@@ -333,7 +333,7 @@ def parse_schedule(
         if expr is None:
             raise ScheduleError(
                 "schedule",
-                f"unknown macro {stripped!r} (use one of {', '.join(sorted(set(MACROS)))})",
+                f"unknown macro {stripped!r} (use one of {', '.join(sorted(MACROS))})",
             )
         schedule = Schedule(stripped, "cron", zone, expr=expr)
     else:

@@ -130,7 +130,8 @@ class CronJob:
     next_run_at: str | None = None
     #: When the job's latest firing started (skipped and missed fire times did not start).
     last_run_at: str | None = None
-    #: The status of the job's latest cron run of any kind (``running`` while one runs).
+    #: The latest news of its cron runs: ``running`` while a firing runs, its outcome once it
+    #: ended, ``skipped`` or ``missed`` when a fire time did not run.
     last_status: str | None = None
     model: str | None = None
 
