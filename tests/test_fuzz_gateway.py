@@ -63,6 +63,7 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approval.request",  # blank command, missing cwd
         "exec.approval.resolve",  # already resolved
         "exec.approvals.set",  # stale base_hash, invalid policy
+        "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -82,6 +83,12 @@ NAMES_A_RESOURCE = frozenset(
         "chat.abort",
         "exec.approval.request",  # agent_id
         "exec.approval.resolve",
+        "cron.create",  # agent_id
+        "cron.get",
+        "cron.delete",
+        "cron.trigger",
+        "cron.pause",
+        "cron.resume",
     }
 )
 

@@ -19,7 +19,7 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {"runs": "running"}
+    assert result["services"] == {"cron": "running", "runs": "running"}
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
@@ -145,6 +145,14 @@ async def test_commands_list_matches_registry_and_validation(
         "models.list",
         "models.get",
         "models.capabilities",
+        "cron.create",
+        "cron.list",
+        "cron.get",
+        "cron.delete",
+        "cron.trigger",
+        "cron.pause",
+        "cron.resume",
+        "cron.status",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

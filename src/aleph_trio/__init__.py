@@ -2,6 +2,7 @@
 
 from ._config import Config as Config
 from ._config_file import ConfigError as ConfigError, load_config as load_config
+from ._cron import WallClock as WallClock
 from ._gateway import (
     Gateway as Gateway,
     open_gateway as open_gateway,
@@ -27,6 +28,7 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolFailed",
+    "WallClock",
     "__version__",
     "load_config",
     "open_client",

@@ -31,6 +31,7 @@ from ._compaction import Compactor
 from ._config import Config
 from ._config_file import LoadedConfig, default_config_path, load_config, resolve_secret
 from ._config_service import ConfigService
+from ._cron import CronService, WallClock
 from ._events import EventBus
 from ._logs import ROOT, LogRing, apply_levels, component_logger
 from ._prompt import PromptBuilder
@@ -86,6 +87,7 @@ class Gateway:
         store: Store,
         bus: EventBus,
         http: httpx.AsyncClient,
+        wall_clock: WallClock | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.token_source = token_source
@@ -104,6 +106,7 @@ class Gateway:
         self.prompts = PromptBuilder(store)
         self.runs = RunManager(self)
         self.approvals = Approvals(self, data_dir)
+        self.cron = CronService(self, wall_clock)
         self.compactor = Compactor(self)
         self.logs = log_ring
         self.connections: dict[str, Connection] = {}
@@ -220,12 +223,14 @@ async def open_gateway(
     config_path: str | os.PathLike[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     watch_config: bool = True,
+    wall_clock: WallClock | None = None,
 ) -> AsyncIterator[Gateway]:
     """Open a gateway: load config, prepare the data dir and token, open the store, start services.
 
     ``config`` may be a :class:`Config` (used as is, nothing to reload), or ``None`` to read
     ``config_path`` (default: ``$ALEPH_TRIO_CONFIG`` or the user config dir), which is then
-    watched for changes.
+    watched for changes. ``wall_clock`` is where the cron scheduler reads the time of day
+    (default: the system clock).
     """
     if isinstance(config, LoadedConfig):
         loaded = config
@@ -262,10 +267,12 @@ async def open_gateway(
                 store=store,
                 bus=bus,
                 http=http,
+                wall_clock=wall_clock,
             )
             _follow_logs(gateway, ring)
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
+            await gateway.services.start(nursery, "cron", gateway.cron.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

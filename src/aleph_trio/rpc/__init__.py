@@ -12,7 +12,7 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import agent, auth, chat, config, events, exec, memory, models, session, system
+    from . import agent, auth, chat, config, cron, events, exec, memory, models, session, system
 
     return Registry(
         auth.ns,
@@ -25,4 +25,5 @@ def build_registry() -> Registry:
         memory.ns,
         models.ns,
         exec.ns,
+        cron.ns,
     )

@@ -1,8 +1,15 @@
 """Persistence. Services use the :class:`Store` interface; SQL lives only in this package."""
 
-from ._interface import UNFINISHED as UNFINISHED, Store as Store, StoreError as StoreError
+from ._interface import (
+    UNFINISHED as UNFINISHED,
+    UNFINISHED_CRON as UNFINISHED_CRON,
+    Store as Store,
+    StoreError as StoreError,
+)
 from ._records import (
     ApprovalRecord as ApprovalRecord,
+    CronJob as CronJob,
+    CronRun as CronRun,
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,

@@ -6,11 +6,15 @@ serialised by the implementation (transactions never interleave); reads may run 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
+from .._cron_states import LIVE as CRON_LIVE
 from .._run_states import LIVE
 from ._records import (
     ApprovalRecord,
+    CronJob,
+    CronRun,
     MemoryHit,
     MemoryItem,
     Message,
@@ -20,10 +24,12 @@ from ._records import (
     SessionFilter,
 )
 
-__all__ = ["Store", "StoreError"]
+__all__ = ["UNFINISHED", "UNFINISHED_CRON", "Store", "StoreError"]
 
 #: Run statuses that mean "not finished"; after a restart such runs are failed.
 UNFINISHED = tuple(sorted(LIVE))
+#: Cron run statuses that mean "not finished"; after a restart such cron runs are failed.
+UNFINISHED_CRON = tuple(sorted(CRON_LIVE))
 
 
 class StoreError(Exception):
@@ -105,6 +111,35 @@ class Store(Protocol):
 
     async def expire_pending_approvals(self, resolved_at: str) -> list[ApprovalRecord]:
         """Mark every approval still pending as expired (after a restart)."""
+        ...
+
+    # cron
+    async def insert_cron_job(self, job: CronJob) -> bool:
+        """Store a new job; ``False`` (nothing stored) when another job has its name."""
+        ...
+
+    async def save_cron_job(
+        self, job: CronJob, runs: Sequence[CronRun] = (), *, keep_runs: int
+    ) -> bool:
+        """Update the job and record ``runs`` (new or updated) in one transaction, keeping the
+        job's newest ``keep_runs`` cron runs. ``False`` (nothing written) if the job is gone."""
+        ...
+
+    async def delete_cron_job(self, job_id: str) -> bool:
+        """Remove the job and its cron runs; ``False`` if there was no such job."""
+        ...
+
+    async def list_cron_jobs(self) -> list[CronJob]:
+        """Every job, oldest first."""
+        ...
+
+    async def recent_cron_runs(self, job_id: str, *, limit: int) -> list[CronRun]:
+        """The job's newest ``limit`` cron runs, newest first."""
+        ...
+
+    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
+        """Mark cron runs a stopped process left unfinished as failed (their jobs' last status
+        too); returns them."""
         ...
 
     # idempotency keys

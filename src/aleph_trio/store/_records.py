@@ -8,6 +8,8 @@ import attrs
 
 __all__ = [
     "ApprovalRecord",
+    "CronJob",
+    "CronRun",
     "MemoryHit",
     "MemoryItem",
     "Message",
@@ -137,4 +139,51 @@ class ApprovalRecord:
         }
         if self.run_id is not None:
             out["run_id"] = self.run_id
+        return out
+
+
+@attrs.frozen
+class CronJob:
+    """A scheduled job (PROTOCOL §12). ``next_run_at`` is ``None`` while it is disabled."""
+
+    job_id: str
+    name: str
+    schedule: str
+    timezone: str
+    agent_id: str
+    prompt: str
+    session_key: str
+    enabled: bool
+    misfire_policy: str
+    overlap_policy: str
+    created_at: str
+    next_run_at: str | None = None
+    #: When the job's latest firing started (skipped and missed fire times did not start).
+    last_run_at: str | None = None
+    #: The latest news of its cron runs: ``running`` while a firing runs, its outcome once it
+    #: ended, ``skipped`` or ``missed`` when a fire time did not run.
+    last_status: str | None = None
+    model: str | None = None
+
+
+@attrs.frozen
+class CronRun:
+    """One fire time of a job: a firing that ran (with its agent run), or one that was skipped
+    or missed."""
+
+    cron_run_id: str
+    job_id: str
+    trigger: str
+    status: str
+    scheduled_for: str | None = None
+    run_id: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        del out["job_id"]
+        if self.error is None:
+            del out["error"]
         return out

@@ -97,4 +97,39 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX approvals_by_status ON approvals (status);
     """,
+    # 4: cron jobs and the history of their fire times (newest first by id, never by clock)
+    """
+    CREATE TABLE cron_jobs (
+        job_id         TEXT PRIMARY KEY,
+        name           TEXT NOT NULL UNIQUE,
+        schedule       TEXT NOT NULL,
+        timezone       TEXT NOT NULL,
+        agent_id       TEXT NOT NULL,
+        prompt         TEXT NOT NULL,
+        session_key    TEXT NOT NULL,
+        model          TEXT,
+        enabled        INTEGER NOT NULL,
+        misfire_policy TEXT NOT NULL,
+        overlap_policy TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        next_run_at    TEXT,
+        last_run_at    TEXT,
+        last_status    TEXT
+    );
+
+    CREATE TABLE cron_runs (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        cron_run_id   TEXT NOT NULL UNIQUE,
+        job_id        TEXT NOT NULL REFERENCES cron_jobs (job_id) ON DELETE CASCADE,
+        trigger_kind  TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        scheduled_for TEXT,
+        run_id        TEXT,
+        started_at    TEXT,
+        finished_at   TEXT,
+        error         TEXT
+    );
+    CREATE INDEX cron_runs_by_job ON cron_runs (job_id, id);
+    CREATE INDEX cron_runs_by_status ON cron_runs (status);
+    """,
 ]

@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, final
@@ -28,9 +28,11 @@ import outcome
 import trio
 
 from .._clock import now_ts
-from ._interface import UNFINISHED, StoreError
+from ._interface import UNFINISHED, UNFINISHED_CRON, StoreError
 from ._records import (
     ApprovalRecord,
+    CronJob,
+    CronRun,
     MemoryHit,
     MemoryItem,
     Message,
@@ -200,6 +202,29 @@ def _memory(row: sqlite3.Row) -> MemoryItem:
         created_at=row["created_at"],
         metadata=json.loads(row["metadata"]),
     )
+
+
+#: The columns of ``cron_jobs`` in :class:`CronJob` field order.
+CRON_JOB_COLUMNS = (
+    "job_id, name, schedule, timezone, agent_id, prompt, session_key, enabled, misfire_policy, "
+    "overlap_policy, created_at, next_run_at, last_run_at, last_status, model"
+)
+#: The columns of ``cron_runs`` in :class:`CronRun` field order.
+CRON_RUN_COLUMNS = (
+    "cron_run_id, job_id, trigger_kind, status, scheduled_for, run_id, started_at, finished_at, "
+    "error"
+)
+
+
+def _cron_job(row: sqlite3.Row) -> CronJob:
+    values = list(row)
+    values[7] = bool(values[7])
+    return CronJob(*values)
+
+
+def _cron_job_values(job: CronJob) -> tuple[object, ...]:
+    values = attrs.astuple(job)
+    return (*values[:7], int(job.enabled), *values[8:])
 
 
 def fts_query(text: str) -> str | None:
@@ -649,6 +674,98 @@ class SQLiteStore:
                 (resolved_at,),
             ).fetchall()
             return [ApprovalRecord(**dict(r)) for r in rows]
+
+        return await self._write(tx)
+
+    # -- cron ----------------------------------------------------------------------------------
+
+    async def insert_cron_job(self, job: CronJob) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                f"INSERT INTO cron_jobs ({CRON_JOB_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                _cron_job_values(job),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(tx)
+
+    async def save_cron_job(
+        self, job: CronJob, runs: Sequence[CronRun] = (), *, keep_runs: int
+    ) -> bool:
+        values = _cron_job_values(job)
+        run_rows = [attrs.astuple(run) for run in runs]
+
+        def tx(conn: sqlite3.Connection) -> bool:
+            updated = conn.execute(
+                "UPDATE cron_jobs SET name = ?, schedule = ?, timezone = ?, agent_id = ?, "
+                "prompt = ?, session_key = ?, enabled = ?, misfire_policy = ?, "
+                "overlap_policy = ?, created_at = ?, next_run_at = ?, last_run_at = ?, "
+                "last_status = ?, model = ? WHERE job_id = ?",
+                (*values[1:], job.job_id),
+            ).rowcount
+            if not updated:
+                return False
+            if run_rows:
+                conn.executemany(
+                    f"INSERT INTO cron_runs ({CRON_RUN_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (cron_run_id) DO UPDATE SET "
+                    "status = excluded.status, run_id = excluded.run_id, "
+                    "started_at = excluded.started_at, finished_at = excluded.finished_at, "
+                    "error = excluded.error",
+                    run_rows,
+                )
+                conn.execute(
+                    "DELETE FROM cron_runs WHERE job_id = ? AND id <= (SELECT id FROM cron_runs "
+                    "WHERE job_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (job.job_id, job.job_id, keep_runs),
+                )
+            return True
+
+        return await self._write(tx)
+
+    async def delete_cron_job(self, job_id: str) -> bool:
+        def tx(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM cron_jobs WHERE job_id = ?", (job_id,)).rowcount == 1
+
+        return await self._write(tx)
+
+    async def list_cron_jobs(self) -> list[CronJob]:
+        def q(conn: sqlite3.Connection) -> list[CronJob]:
+            rows = conn.execute(
+                f"SELECT {CRON_JOB_COLUMNS} FROM cron_jobs ORDER BY created_at, job_id"
+            ).fetchall()
+            return [_cron_job(row) for row in rows]
+
+        return await self._read(q)
+
+    async def recent_cron_runs(self, job_id: str, *, limit: int) -> list[CronRun]:
+        def q(conn: sqlite3.Connection) -> list[CronRun]:
+            rows = conn.execute(
+                f"SELECT {CRON_RUN_COLUMNS} FROM cron_runs WHERE job_id = ? "
+                "ORDER BY id DESC LIMIT ?",
+                (job_id, limit),
+            ).fetchall()
+            return [CronRun(*row) for row in rows]
+
+        return await self._read(q)
+
+    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
+        finished_at = now_ts()
+        marks = ", ".join("?" for _ in UNFINISHED_CRON)
+
+        def tx(conn: sqlite3.Connection) -> list[CronRun]:
+            rows = conn.execute(
+                "UPDATE cron_runs SET status = 'failed', error = ?, finished_at = ? "
+                f"WHERE status IN ({marks}) RETURNING {CRON_RUN_COLUMNS}",
+                (error, finished_at, *UNFINISHED_CRON),
+            ).fetchall()
+            conn.execute(
+                f"UPDATE cron_jobs SET last_status = 'failed' WHERE last_status IN ({marks})",
+                UNFINISHED_CRON,
+            )
+            return [CronRun(*row) for row in rows]
 
         return await self._write(tx)
 
