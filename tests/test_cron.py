@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import attrs
@@ -26,11 +27,14 @@ import trio
 import trio.testing
 
 from aleph_trio import Client, Config, Gateway, WallClock, open_gateway
+from aleph_trio._clock import format_ts
 from aleph_trio._config import CronConfig, ServerConfig
+from aleph_trio._cron import CronService
 from aleph_trio._cron_schedule import MISSED_RECORDS
+from aleph_trio._events import EventBus
 from aleph_trio.client import ClientEvent
 from aleph_trio.protocol import AlephError
-from aleph_trio.store import CronJob, CronRun, open_sqlite_store
+from aleph_trio.store import CronJob, CronRun, Run, open_sqlite_store
 from runhelp import wait_event
 
 UTC = dt.UTC
@@ -603,6 +607,35 @@ async def test_max_concurrent_holds_firings_back(
         assert events[1].data["scheduled_for"] == ts(2026, 3, 27, 13)
 
 
+async def test_a_firing_ended_while_it_waits_still_ends_with_cron_failed(
+    data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    """Accepted but never started (it waited for a slot): still one record, one cron.failed."""
+    wall = FakeWall(dt.datetime(2026, 3, 27, 12, 0, tzinfo=UTC))
+    config = Config(cron=CronConfig(max_concurrent=1))
+    async with cron_gateway(data_dir, wall, config) as (gw, client):
+        running = await create(client, "0 13 * * *", name="a", prompt="ask me a?")
+        waiting = await create(client, "0 13 * * *", name="b", prompt="ask me b?")
+        first = await wait_event(client, "cron.triggered", timeout=LONG)
+        assert first.data["job_id"] == running
+        await trio.sleep(60)
+        got = await job(client, waiting)
+        assert got["recent_runs"] == [] and gw.cron.statistics().queued_runs == 1
+        await client.call("cron.delete", {"job_id": waiting})
+        end = await wait_event(client, "cron.failed", timeout=5)
+        assert end.data == {
+            "job_id": waiting,
+            "cron_run_id": end.data["cron_run_id"],
+            "run_id": None,
+            "status": "cancelled",
+            "duration_ms": 0,
+            "error": "the job was deleted, before it started",
+        }
+    async with cron_gateway(data_dir, wall, config) as (_, client):
+        runs = (await job(client, running))["recent_runs"]
+        assert [(r["status"], r["error"]) for r in runs] == [("cancelled", "gateway shutting down")]
+
+
 async def test_deleting_a_job_cancels_its_firing(
     data_dir: Path, patient_clock: trio.testing.MockClock
 ) -> None:
@@ -813,3 +846,107 @@ async def test_the_store_keeps_jobs_and_a_bounded_history(tmp_path: Path) -> Non
         # A job that is gone records nothing.
         assert not await store.save_cron_job(stored, [running], keep_runs=3)
         assert await store.recent_cron_runs("job_a", limit=10) == []
+
+
+# -- long stretches of virtual time --------------------------------------------------------------
+
+
+@attrs.define
+class MemoryCronStore:
+    """The six store calls the scheduler makes, in memory (no worker threads)."""
+
+    jobs: dict[str, CronJob] = attrs.Factory(dict)
+    runs: dict[str, CronRun] = attrs.Factory(dict)  #: in the order first recorded
+
+    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
+        await trio.lowlevel.checkpoint()
+        return []
+
+    async def list_cron_jobs(self) -> list[CronJob]:
+        await trio.lowlevel.checkpoint()
+        return list(self.jobs.values())
+
+    async def insert_cron_job(self, job: CronJob) -> bool:
+        await trio.lowlevel.checkpoint()
+        return self.jobs.setdefault(job.job_id, job) is job
+
+    async def save_cron_job(self, job: CronJob, runs: Any = (), *, keep_runs: int) -> bool:
+        await trio.lowlevel.checkpoint()
+        self.jobs[job.job_id] = job
+        self.runs.update((run.cron_run_id, run) for run in runs)
+        return True
+
+
+@attrs.define
+class InstantRuns:
+    """Agent runs that take ``seconds`` of virtual time and complete; notes when each started."""
+
+    wall: FakeWall
+    seconds: float
+    started: list[dt.datetime] = attrs.Factory(list)
+
+    async def start(self, message: str, **params: Any) -> Run:
+        self.started.append(self.wall.now())
+        return Run(f"run_{len(self.started)}", params["session_key"], "main", "m", "running", "")
+
+    def live(self, run_id: str) -> None:
+        return None
+
+    async def wait_finished(self, run_id: str) -> Run:
+        await trio.sleep(self.seconds)
+        return Run(run_id, "", "main", "m", "completed", "")
+
+
+async def test_every_90s_for_24_hours_without_drift(autojump_clock: trio.testing.MockClock) -> None:
+    """The scheduler alone over 24 virtual hours: 960 firings, each started exactly on the
+    anchor's 90 s grid, none late, none twice, however long the previous one took.
+
+    The store and the agent runs are in-memory stand-ins here. With the real store, Trio's
+    virtual clock jumps while a worker thread writes (``autojump_clock``), so every write looks
+    90 s long and the firings pile up; ``patient_clock`` avoids that at 50 ms of real time per
+    firing (48 s for this test). The real store's part is covered by the tests above."""
+    wall = FakeWall(dt.datetime(2026, 6, 1, 8, 0, 0, 123000, tzinfo=UTC))
+    runs = InstantRuns(wall, seconds=37.5)
+    store = MemoryCronStore()
+    gateway = SimpleNamespace(config=Config(), store=store, runs=runs, bus=EventBus())
+    service = CronService(gateway, WallClock(wall.now, recheck_s=math.inf))  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.serve)
+        created = await service.create(
+            name="tick", schedule="every 90s", agent_id="main", prompt="echo: tick"
+        )
+        await trio.sleep(24 * 3600 + 60)  # the 960th has ended, the 961st is not due
+        nursery.cancel_scope.cancel()
+    grid = [wall.base + k * dt.timedelta(seconds=90) for k in range(1, 961)]
+    assert runs.started == grid
+    recorded = [r for r in store.runs.values() if r.job_id == created.job_id]
+    assert [r.scheduled_for for r in recorded] == [format_ts(t) for t in grid]
+    assert {(r.status, r.trigger) for r in recorded} == {("completed", "schedule")}
+    assert store.jobs[created.job_id].next_run_at == format_ts(grid[-1] + dt.timedelta(seconds=90))
+
+
+async def test_month_ends_and_a_leap_day_through_the_scheduler(
+    data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    wall = FakeWall(dt.datetime(2028, 1, 30, tzinfo=UTC))
+    clock = WallClock(wall.now, recheck_s=math.inf)
+    async with open_gateway(Config(), data_dir=data_dir, wall_clock=clock) as gw:
+        last = await gw.cron.create(
+            name="last", schedule="0 12 L * *", agent_id="main", prompt="echo: month end"
+        )
+        leap = await gw.cron.create(
+            name="leap", schedule="0 0 29 2 *", agent_id="main", prompt="echo: leap day"
+        )
+        await trio.sleep(61 * 86400 + 1)  # to 2028-03-31T00:00:01Z ... and past the last noon
+        await trio.sleep(12 * 3600)
+        fired = [(e.data["job_id"], e.data["scheduled_for"])
+                 for e in gw.bus._ring if e.topic == "cron.triggered"]  # fmt: skip
+        ends = [e.topic for e in gw.bus._ring if e.topic.startswith("cron.") and e.topic != (
+            "cron.triggered")]  # fmt: skip
+    assert fired == [
+        (last.job_id, ts(2028, 1, 31, 12)),
+        (leap.job_id, ts(2028, 2, 29)),
+        (last.job_id, ts(2028, 2, 29, 12)),
+        (last.job_id, ts(2028, 3, 31, 12)),
+    ]
+    assert ends == ["cron.completed"] * 4

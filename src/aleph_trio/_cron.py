@@ -32,7 +32,7 @@ from ._cron_schedule import Schedule, ScheduleError, parse_schedule, plan_due
 from ._cron_states import check_initial, check_transition
 from ._logs import component_logger
 from .protocol import AlephError, InvalidParams, ResourceNotFound
-from .store import CronJob, CronRun, StoreError
+from .store import CronJob, CronRun, Run, StoreError
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -85,7 +85,8 @@ class Firing:
     done: trio.Event = attrs.Factory(trio.Event)
     record: CronRun | None = None  #: set once it runs (it holds a slot)
     run_id: str | None = None
-    began: float = 0.0  #: ``trio.current_time()`` when it started running
+    run_ended: bool = False  #: its agent run's end has been seen
+    began: float | None = None  #: ``trio.current_time()`` when it started running
     start_error: AlephError | None = None
     cancel_reason: str | None = None
 
@@ -358,7 +359,10 @@ class CronService:
             if outcome is None:  # cancelled from outside: the gateway is stopping
                 outcome = ("cancelled", "gateway shutting down")
             with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT_S):
-                await self._finish(job, firing, *outcome)
+                try:
+                    await self._finish(job, firing, *outcome)
+                except Exception:  # one firing's bookkeeping must not take the scheduler down
+                    log.exception("cron firing %s could not be finished", firing.cron_run_id)
 
     async def _execute(self, job: _Job, firing: Firing) -> tuple[str, str | None]:
         """Record the firing, start its agent run and wait for the run's end."""
@@ -393,22 +397,23 @@ class CronService:
         self._publish_triggered(firing)
         firing.started.set()
         final = await self._gateway.runs.wait_finished(run.run_id)
-        return final.status, final.error
+        firing.run_ended = True
+        return _run_result(final, None)
 
     async def _finish(self, job: _Job, firing: Firing, status: str, error: str | None) -> None:
-        """Record the outcome, then publish it. A firing that never ran records nothing."""
+        """Record the outcome, then publish it. A firing ended before it could start (deleted
+        job, shutdown) is recorded too, with what stopped it."""
         if firing.record is None:
-            return
-        runs = self._gateway.runs
-        if firing.run_id is not None:
-            reason = None
-            if runs.live(firing.run_id) is not None:  # the firing ends before its run did
-                reason = firing.cancel_reason or error or "cancelled"
-                await runs.cancel(firing.run_id, reason)
-            final = await runs.wait_finished(firing.run_id)
-            status, error = final.status, final.error
-            if status == "cancelled":
-                error = reason or "its agent run was cancelled"
+            firing.record = CronRun(
+                firing.cron_run_id,
+                job.record.job_id,
+                firing.trigger,
+                check_initial("running"),
+                scheduled_for=firing.scheduled_for,
+            )
+            error = f"{error}, before it started"
+        if firing.run_id is not None and not firing.run_ended:
+            status, error = await self._run_outcome(firing.run_id, firing.cancel_reason or error)
         firing.record = attrs.evolve(
             firing.record,
             status=check_transition(firing.record.status, status),
@@ -420,9 +425,22 @@ class CronService:
             await self._save(job, [firing.record])
         except StoreError as exc:
             log.error("cron run %s: could not store its outcome: %s", firing.cron_run_id, exc)
-        duration_ms = round((trio.current_time() - firing.began) * 1000)
+        began = firing.began
+        duration_ms = 0 if began is None else round((trio.current_time() - began) * 1000)
         self._publish_end(firing.record, duration_ms=duration_ms)
         log.info("cron job %s: firing %s %s", job.record.job_id, firing.cron_run_id, status)
+
+    async def _run_outcome(self, run_id: str, reason: str | None) -> tuple[str, str | None]:
+        """How the firing's agent run ended; cancelled (for ``reason``) if it is still live."""
+        runs = self._gateway.runs
+        cancelled_by_us = runs.live(run_id) is not None
+        try:
+            if cancelled_by_us:
+                await runs.cancel(run_id, reason or "cancelled")
+            final = await runs.wait_finished(run_id)
+        except ResourceNotFound:  # its own bookkeeping was cut short (a stop, a stuck disk)
+            return "failed", "its agent run ended without being recorded"
+        return _run_result(final, reason if cancelled_by_us else None)
 
     def _publish_triggered(self, firing: Firing) -> None:
         self._gateway.bus.publish(
@@ -599,6 +617,15 @@ class CronService:
             await self._save(job)
             self._wake()
         return job.record
+
+
+def _run_result(final: Run, reason: str | None) -> tuple[str, str | None]:
+    """A firing's outcome from its agent run's final record."""
+    if final.status == "cancelled":
+        return "cancelled", reason or "its agent run was cancelled"
+    if final.status in ("completed", "failed"):
+        return final.status, final.error
+    return "failed", f"its agent run was left {final.status}"
 
 
 def _not_run(job_id: str, status: str, trigger: str, scheduled_for: str, why: str) -> CronRun:
