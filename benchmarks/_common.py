@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import resource
+import shutil
+import signal
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -25,6 +28,33 @@ def raise_nofile_limit(wanted: int = 65536) -> int:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         soft = target
     return soft
+
+
+def start_runner(
+    *, no_pin: bool, server_cpus: set[int], client_cpu: int, time_limit: float
+) -> bool:
+    """What every runner does first: raise the open-files limit, pin itself to ``client_cpu``
+    (when ``taskset`` and all the CPUs are there; returns whether it did) and give the whole run
+    ``time_limit`` seconds (SIGALRM raises ``TimeoutError``)."""
+    raise_nofile_limit()
+    pin = not no_pin and shutil.which("taskset") is not None
+    pin = pin and {*server_cpus, client_cpu} <= os.sched_getaffinity(0)
+    if pin:
+        os.sched_setaffinity(0, {client_cpu})
+    else:
+        print("note: the servers and the client are not pinned to CPUs", file=sys.stderr)
+
+    def timed_out(signum: int, frame: object) -> None:
+        raise TimeoutError(f"the benchmark run took longer than {time_limit:g} s")
+
+    signal.signal(signal.SIGALRM, timed_out)
+    signal.setitimer(signal.ITIMER_REAL, time_limit)
+    return pin
+
+
+def say(text: str) -> None:
+    """A progress line on stderr."""
+    print(f"  {text}", file=sys.stderr, flush=True)
 
 
 def monotonic_ns() -> int:

@@ -44,7 +44,6 @@ import hashlib
 import json
 import os
 import select
-import shutil
 import signal
 import socket
 import statistics
@@ -58,7 +57,7 @@ from typing import TYPE_CHECKING, Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
+from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
 from _table import format_markdown, format_table  # noqa: E402
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
@@ -951,23 +950,13 @@ def main() -> int:
         serve_embedded(args.serve, args.config, args.profile_out)
         return 0
 
-    raise_nofile_limit()
-    pin = not args.no_pin and shutil.which("taskset") is not None
     cpus = os.sched_getaffinity(0)  # before this process pins itself
-    pin = pin and {GATEWAY_CPU, CLIENT_CPU} <= cpus
-    if pin:
-        os.sched_setaffinity(0, {CLIENT_CPU})
-    else:
-        print("note: gateway, stub and client are not pinned to CPUs", file=sys.stderr)
-
-    def timed_out(signum: int, frame: object) -> None:
-        raise TimeoutError(f"the benchmark run took longer than {args.time_limit:g} s")
-
-    def say(text: str) -> None:
-        print(f"  {text}", file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGALRM, timed_out)
-    signal.setitimer(signal.ITIMER_REAL, args.time_limit)
+    pin = start_runner(
+        no_pin=args.no_pin,
+        server_cpus={GATEWAY_CPU},
+        client_cpu=CLIENT_CPU,
+        time_limit=args.time_limit,
+    )
     started = time.perf_counter()
     wanted = args.only or BENCHMARKS
     results: dict[str, Any] = {}

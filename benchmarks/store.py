@@ -39,7 +39,6 @@ import random
 import re
 import resource
 import select
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -53,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
-from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
+from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
 from _table import format_markdown, format_table  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
@@ -925,22 +924,12 @@ def main() -> int:
         trio.run(_serve, args.serve)
         return 0
 
-    raise_nofile_limit()
-    pin = not args.no_pin and shutil.which("taskset") is not None
-    pin = pin and {SERVER_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
-    if pin:
-        os.sched_setaffinity(0, {CLIENT_CPU})
-    else:
-        print("note: gateway and client are not pinned to separate CPUs", file=sys.stderr)
-
-    def timed_out(signum: int, frame: object) -> None:
-        raise TimeoutError(f"the benchmark run took longer than {args.time_limit:g} s")
-
-    def say(text: str) -> None:
-        print(f"  {text}", file=sys.stderr, flush=True)
-
-    signal.signal(signal.SIGALRM, timed_out)
-    signal.setitimer(signal.ITIMER_REAL, args.time_limit)
+    pin = start_runner(
+        no_pin=args.no_pin,
+        server_cpus={SERVER_CPU},
+        client_cpu=CLIENT_CPU,
+        time_limit=args.time_limit,
+    )
     started = time.perf_counter()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="aleph-store-bench-") as tmp:
