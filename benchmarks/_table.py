@@ -5,6 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 
+def make_row(
+    label: str,
+    unit: str,
+    gateway: float | None,
+    baseline: float | None,
+    target: str = "info",
+    ok: bool | None = None,
+    other: float | None = None,
+) -> dict[str, Any]:
+    """One row of a result table; ``ratio`` is gateway ÷ baseline when both are known."""
+    ratio = gateway / baseline if gateway is not None and baseline else None
+    return {"benchmark": label, "unit": unit, "gateway": gateway, "baseline": baseline,
+            "ratio": ratio, "target": target, "pass": ok, "other_cpu": other}  # fmt: skip
+
+
 def fmt(value: float | None) -> str:
     if value is None:
         return "-"

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
-from _table import format_markdown, format_table  # noqa: E402
+from _table import format_markdown, format_table, make_row  # noqa: E402
 from run import _percentile, machine_info  # noqa: E402
 
 from aleph_trio import Config, open_gateway  # noqa: E402
@@ -225,16 +225,8 @@ def summary(values: list[float]) -> dict[str, Any]:
 def row(label: str, unit: str, gateway: float | None, baseline: float | None,
         limit: float | None = None) -> dict[str, Any]:  # fmt: skip
     ok = None if limit is None or gateway is None else gateway <= limit
-    return {
-        "benchmark": label,
-        "unit": unit,
-        "gateway": gateway,
-        "baseline": baseline,
-        "ratio": gateway / baseline if gateway is not None and baseline else None,
-        "target": "info" if limit is None else f"<= {limit:,g} {unit}",
-        "pass": ok,
-        "other_cpu": None,
-    }
+    target = "info" if limit is None else f"<= {limit:,g} {unit}"
+    return make_row(label, unit, gateway, baseline, target, ok)
 
 
 def build_rows(results: dict[str, Any], jobs: int) -> list[dict[str, Any]]:

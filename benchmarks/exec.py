@@ -67,7 +67,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import say, start_runner  # noqa: E402
-from _table import format_markdown, format_table  # noqa: E402
+from _table import format_markdown, format_table, make_row  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -609,18 +609,8 @@ def bench_cancel(args: argparse.Namespace, bench: Bench) -> dict[str, Any]:
 def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
 
-    def row(
-        label: str,
-        unit: str,
-        gateway: float | None,
-        baseline: float | None,
-        target: str = "info",
-        ok: bool | None = None,
-        other: float | None = None,
-    ) -> None:
-        ratio = gateway / baseline if gateway is not None and baseline else None
-        rows.append({"benchmark": label, "unit": unit, "gateway": gateway, "baseline": baseline,
-                     "ratio": ratio, "target": target, "pass": ok, "other_cpu": other})  # fmt: skip
+    def row(*args: Any, **kwargs: Any) -> None:
+        rows.append(make_row(*args, **kwargs))
 
     if "approvals" in results:
         r = results["approvals"]

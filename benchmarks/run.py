@@ -48,7 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
-from _table import format_markdown, format_table  # noqa: E402
+from _table import format_markdown, format_table, make_row  # noqa: E402
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -705,16 +705,12 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         elif target is not None and ratio is not None:
             ok = ratio >= target if higher_is_better else ratio <= target
             target_text = f"{'>=' if higher_is_better else '<='} {target:g}x"
-        rows.append({
-            "benchmark": label.format(**pair["gateway"]),
-            "unit": unit,
-            "gateway": gateway,
-            "baseline": baseline,
-            "ratio": ratio,
-            "target": target_text,
-            "pass": ok,
-            "other_cpu": pair.get("background_cores") if label[0] != " " else None,
-        })  # fmt: skip
+        other = pair.get("background_cores") if label[0] != " " else None
+        rows.append(
+            make_row(
+                label.format(**pair["gateway"]), unit, gateway, baseline, target_text, ok, other
+            )
+        )
     return rows
 
 

@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
-from _table import format_markdown, format_table  # noqa: E402
+from _table import format_markdown, format_table, make_row  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -874,21 +874,12 @@ def build_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         result = results[key]
         gateway = _figure(result, path, "gateway")
         baseline = _figure(result, path, "baseline")
-        ratio = gateway / baseline if gateway is not None and baseline else None
         ok, target = None, "info"
         if limit is not None and gateway is not None:
             ok = gateway >= limit if higher_is_better else gateway <= limit
             target = f"{'>=' if higher_is_better else '<='} {limit:,g} {unit}"
-        rows.append({
-            "benchmark": label.format(**result),
-            "unit": unit,
-            "gateway": gateway,
-            "baseline": baseline,
-            "ratio": ratio,
-            "target": target,
-            "pass": ok,
-            "other_cpu": result["gateway"].get("background_cores") if label[0] != " " else None,
-        })  # fmt: skip
+        other = result["gateway"].get("background_cores") if label[0] != " " else None
+        rows.append(make_row(label.format(**result), unit, gateway, baseline, target, ok, other))
     return rows
 
 
