@@ -103,6 +103,7 @@ class LiveRun(Turn):
     _pieces: list[str] = attrs.Factory(list)  #: received, not yet published
     _piece_topic: str = "stream.chunk"
     _pieces_waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
+    _relay_woken: bool = False
     relay_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     inputs: collections.deque[str] = attrs.Factory(collections.deque)
     question: Question | None = None
@@ -140,7 +141,9 @@ class LiveRun(Turn):
         if topic == "stream.chunk":
             self.text.append(text)
             self.unsaved.append(text)
-        self._pieces_waiting.unpark()
+        if not self._relay_woken:
+            self._relay_woken = True
+            self._pieces_waiting.unpark()
 
     def flush_pieces(self) -> None:
         if not self._pieces:
@@ -157,6 +160,7 @@ class LiveRun(Turn):
         """Publish the pieces that piled up whenever this task gets to run; until cancelled."""
         with self.relay_scope:
             while True:
+                self._relay_woken = False  # no checkpoint until park: no wake-up can be lost
                 await self._pieces_waiting.park()
                 self.flush_pieces()
 
