@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -66,3 +70,54 @@ def format_markdown(rows: list[dict[str, Any]], *, baseline: str = "baseline") -
         cells[6] = {"FAIL": "**FAIL**", "PASS": "pass"}.get(cells[6], "")
         out.append("| " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+def write_report(
+    output: Path,
+    *,
+    started: float,
+    machine: dict[str, Any],
+    settings: dict[str, Any],
+    rows: list[dict[str, Any]],
+    results: dict[str, Any],
+    baseline: str = "baseline",
+) -> dict[str, Any]:
+    """Save every raw figure to ``output`` (JSON) and the table beside it (Markdown)."""
+    report = {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_time_s": round(time.perf_counter() - started, 1),
+        "machine": machine,
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()},
+        "summary": rows,
+        "results": results,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2, default=list) + "\n")
+    output.with_suffix(".md").write_text(format_markdown(rows, baseline=baseline) + "\n")
+    return report
+
+
+def keep_quietest(
+    name: str,
+    measure: Callable[[], dict[str, Any]],
+    *,
+    retries: int,
+    quiet: float,
+    in_budget: Callable[[], bool],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Measure; again (``retries`` times at most, while in budget) when other processes used
+    more than ``quiet`` CPU meanwhile. Keeps the least disturbed attempt."""
+    best: dict[str, Any] | None = None
+    for attempt in range(1, retries + 2):
+        got = measure()
+        got["attempt"] = attempt
+        if best is None or got["background_cores"] < best["background_cores"]:
+            best = got
+        if got["background_cores"] <= quiet or not in_budget():
+            break
+        if attempt <= retries:
+            say(f"{name}: other processes used {got['background_cores']:.2f} CPU "
+                "meanwhile; measuring again")  # fmt: skip
+    assert best is not None
+    return best

@@ -41,7 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
-from _table import format_markdown, format_table, make_row  # noqa: E402
+from _table import format_table, make_row, write_report  # noqa: E402
 from run import _percentile, machine_info  # noqa: E402
 
 from aleph_trio import Config, open_gateway  # noqa: E402
@@ -308,17 +308,9 @@ def main() -> int:
                                  "raw_s": {"gateway": gateway, "baseline": baseline}}  # fmt: skip
 
     rows = build_rows(results, args.jobs)
-    report = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "machine": machine_info(False),
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": rows,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(format_markdown(rows, baseline="plain loop") + "\n")
+    report = write_report(args.output, started=started, machine=machine_info(False),
+                          settings=vars(args), rows=rows, results=results,
+                          baseline="plain loop")  # fmt: skip
     m = report["machine"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['python']}, commit {m['commit']}")
     print()

@@ -50,9 +50,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import functools
 import gc
 import itertools
-import json
 import os
 import select
 import signal
@@ -67,7 +67,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import say, start_runner  # noqa: E402
-from _table import format_markdown, format_table, make_row  # noqa: E402
+from _table import format_table, keep_quietest, make_row, write_report  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -695,35 +695,27 @@ def main() -> int:
                 continue
             text, run_bench = runners[name]
             say(text)
-            for attempt in range(1, args.retries + 2):
-                got = run_bench(args, bench)
-                got["attempt"] = attempt
-                if name not in results or (
-                    got["background_cores"] < results[name]["background_cores"]
-                ):
-                    results[name] = got
-                in_budget = time.perf_counter() - started < args.budget
-                if got["background_cores"] <= args.quiet or not in_budget:
-                    break
-                if attempt <= args.retries:
-                    say(f"{name}: other processes used {got['background_cores']:.2f} CPU "
-                        "meanwhile; measuring again")  # fmt: skip
+            results[name] = keep_quietest(
+                name,
+                functools.partial(run_bench, args, bench),
+                retries=args.retries,
+                quiet=args.quiet,
+                in_budget=lambda: time.perf_counter() - started < args.budget,
+                say=say,
+            )
     signal.setitimer(signal.ITIMER_REAL, 0)
 
     rows = build_rows(results)
     machine = machine_info(pin)
     machine["pinning"] = {"gateway_cpu": GATEWAY_CPU, "client_cpu": CLIENT_CPU} if pin else None
-    report = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "machine": machine,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": rows,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(format_markdown(rows) + "\n")
+    report = write_report(
+        args.output,
+        started=started,
+        machine=machine,
+        settings=vars(args),
+        rows=rows,
+        results=results,
+    )
 
     m, v = machine, machine["versions"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "

@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import hashlib
 import importlib.metadata
-import json
 import os
 import platform
 import resource
@@ -48,7 +47,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
-from _table import format_markdown, format_table, make_row  # noqa: E402
+from _table import format_table, make_row, write_report  # noqa: E402
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -835,17 +834,14 @@ def main() -> int:
 
     rows = build_rows(results)
     machine = machine_info(pin)
-    report = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "machine": machine,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": rows,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    args.output.with_suffix(".md").write_text(format_markdown(rows) + "\n")
+    report = write_report(
+        args.output,
+        started=started,
+        machine=machine,
+        settings=vars(args),
+        rows=rows,
+        results=results,
+    )
 
     m, v = machine, machine["versions"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "

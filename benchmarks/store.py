@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
-from _table import format_markdown, format_table, make_row  # noqa: E402
+from _table import format_table, make_row, write_report  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -945,17 +945,15 @@ def main() -> int:
     rows = build_rows(results)
     machine = machine_info(pin)
     machine["sqlite"] = sqlite3.sqlite_version
-    report = {
-        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "machine": machine,
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "summary": rows,
-        "results": results,
-    }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2, default=list) + "\n")
-    args.output.with_suffix(".md").write_text(format_markdown(rows, baseline="sqlite3 loop") + "\n")
+    report = write_report(
+        args.output,
+        started=started,
+        machine=machine,
+        settings=vars(args),
+        rows=rows,
+        results=results,
+        baseline="sqlite3 loop",
+    )
 
     m, v = machine, machine["versions"]
     print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
