@@ -6,9 +6,11 @@ I/O, and use ``autojump_clock`` for anything that waits on a timer.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -114,11 +116,30 @@ async def open_raw(gateway: Gateway, nursery: trio.Nursery):  # type: ignore[no-
 
 
 @pytest.fixture
-def patient_clock() -> trio.testing.MockClock:
-    """A virtual clock that jumps only after 50 ms of real idleness.
+def patient_clock(monkeypatch: pytest.MonkeyPatch) -> trio.testing.MockClock:
+    """A virtual clock that jumps only after 50 ms of real idleness with no worker thread busy.
 
     ``autojump_clock`` jumps the moment every task is blocked, which includes tasks waiting on a
-    worker thread (file reads) or on the kernel (socketpairs): timeouts would fire before the work
-    finished. This one lets such work land first and still skips the long sleeps.
+    worker thread (file reads, SQLite) or on the kernel (socketpairs): timeouts would fire before
+    the work finished. This one waits 50 ms for the kernel and, because a slow SQLite write on a
+    loaded machine can take longer than any fixed threshold, does not jump at all while
+    ``trio.to_thread.run_sync`` has a thread out.
     """
-    return trio.testing.MockClock(autojump_threshold=0.05)
+    threshold = 0.05
+    clock = trio.testing.MockClock(autojump_threshold=threshold)
+    run_sync = trio.to_thread.run_sync
+    busy = 0
+
+    async def run_sync_holding_the_clock(*args: Any, **kwargs: Any) -> Any:
+        nonlocal busy
+        busy += 1
+        clock.autojump_threshold = math.inf
+        try:
+            return await run_sync(*args, **kwargs)
+        finally:
+            busy -= 1
+            if not busy:
+                clock.autojump_threshold = threshold
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync_holding_the_clock)
+    return clock
