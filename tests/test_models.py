@@ -33,7 +33,7 @@ async def collect(
     text: str, *, tools: tuple[ToolSpec, ...] = TOOLS, thinking: str = "off", role: str = "user"
 ) -> list[object]:
     request = ModelRequest("offline", (ChatMessage(role, text),), tools, thinking)  # type: ignore[arg-type]
-    return [delta async for delta in BuiltinProvider().stream(request)]
+    return [delta async for batch in BuiltinProvider().stream(request) for delta in batch]
 
 
 def text_of(deltas: list[object]) -> str:

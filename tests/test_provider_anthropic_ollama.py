@@ -45,7 +45,7 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 async def run(provider: AnthropicProvider | OllamaProvider, request: ModelRequest) -> list[object]:
     with trio.fail_after(10):
         async with contextlib.aclosing(provider.stream(request)) as deltas:
-            return [d async for d in deltas]
+            return [d async for batch in deltas for d in batch]
 
 
 def events(*docs: dict[str, object]) -> list[str]:

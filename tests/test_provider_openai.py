@@ -49,7 +49,7 @@ def request(text: str = "hi", **kw: object) -> ModelRequest:
 async def run(provider: OpenAIProvider, req: ModelRequest | None = None) -> list[object]:
     with trio.fail_after(10):
         async with contextlib.aclosing(provider.stream(req or request())) as deltas:
-            return [d async for d in deltas]
+            return [d async for batch in deltas for d in batch]
 
 
 def chunk(delta: dict[str, object], finish: str | None = None) -> dict[str, object]:
@@ -179,8 +179,8 @@ async def test_mid_stream_disconnect(llm: LLMServer, provider: OpenAIProvider) -
 
     async def consume() -> None:
         async with contextlib.aclosing(provider.stream(request())) as deltas:
-            async for delta in deltas:
-                got.append(delta)
+            async for batch in deltas:
+                got.extend(batch)
 
     with pytest.raises(ProviderError, match=r"without finishing|dropped the connection"):
         await consume()

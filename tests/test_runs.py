@@ -73,9 +73,9 @@ async def test_services_can_start_a_run_and_wait_for_its_end(gateway: Gateway) -
     assert (await gateway.runs.wait_finished(record.run_id)) == final
 
 
-async def test_a_flood_of_pieces_is_coalesced_not_dropped(data_dir: Path) -> None:
-    """A model far faster than the client: pieces decoded together go out as one event, so
-    the client's bounded queue (here 8 frames) never overflows and nothing is lost."""
+async def test_the_builtin_model_never_floods_a_small_queue(data_dir: Path) -> None:
+    """A thousand words at the built-in model's pace through a client queue of 8 frames:
+    nothing overflows and nothing is lost."""
     config = Config(server=ServerConfig(send_queue=8))
     async with gateway_with(config, data_dir) as (_, client):
         run_id = await start(client, "count to 1000")

@@ -11,7 +11,13 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config, open_gateway
-from aleph_trio._config import AgentConfig, EnvSecret, ProviderConfig, RunsConfig
+from aleph_trio._config import (
+    AgentConfig,
+    EnvSecret,
+    ProviderConfig,
+    RunsConfig,
+    ServerConfig,
+)
 from llmserver import DROP, LLMServer, Reply, serve_llm, sse
 from runhelp import assert_quiet, chunks, run_events, start, topics, wait_event
 
@@ -58,6 +64,29 @@ def tool_piece(index: int, arguments: str, *, id: str = "", name: str = "") -> d
 
 
 USAGE = {"choices": [], "usage": {"prompt_tokens": 40, "completion_tokens": 2}}
+
+
+async def test_a_flood_of_chunks_is_coalesced_not_dropped(llm: LLMServer, data_dir: Path) -> None:
+    """A provider far faster than the client: 2,000 chunks in one write. What one read decodes
+    leaves as one event, so the client's bounded queue (8 frames) never overflows."""
+    words = [f"w{i} " for i in range(2000)]
+    pieces = [text(word) for word in words]
+    llm.script.append(Reply(parts=["".join(sse(*pieces, text("", "stop")))]))
+    config = Config(
+        providers={
+            "local": ProviderConfig(kind="openai", base_url=llm.base_url, models=("m",)),  # type: ignore[arg-type]
+        },
+        agents={"main": AgentConfig(model="local/m")},
+        server=ServerConfig(send_queue=8),
+    )
+    async with open_gateway(config, data_dir=data_dir) as gw, gw.connect() as client:
+        run_id = await start(client, "hi")
+        events = await run_events(client, run_id)
+    assert topics(events)[-1] == "agent.completed"
+    assert chunks(events) == "".join(words)
+    sent = [e for e in events if e.topic == "stream.chunk"]
+    assert len(sent) < len(words) / 10
+    assert [e.data["index"] for e in sent] == list(range(len(sent)))
 
 
 async def test_openai_run_streams_and_counts_reported_usage(llm: LLMServer, data_dir: Path) -> None:

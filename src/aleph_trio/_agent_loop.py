@@ -149,24 +149,26 @@ async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
     text: list[str] = []
     calls: dict[int, _CallParts] = {}
     usage: Usage | None = None
-    async with contextlib.aclosing(live.provider.stream(request)) as deltas:
-        async for delta in deltas:
-            if isinstance(delta, TextDelta):
-                if delta.text:
-                    text.append(delta.text)
-                    live.add_piece("stream.chunk", delta.text)
-            elif isinstance(delta, ThinkingDelta):
-                if delta.text:
-                    live.add_piece("stream.thinking", delta.text)
-            elif isinstance(delta, ToolCallDelta):
-                parts = calls.setdefault(delta.index, _CallParts())
-                parts.id = parts.id or (delta.id or "")
-                parts.name = parts.name or (delta.name or "")
-                parts.arguments.append(delta.arguments)
-            elif isinstance(delta, Usage):
-                usage = delta
-            elif isinstance(delta, Finish) and delta.reason == "error":
-                raise ProviderError("the model stream ended with an error")
+    async with contextlib.aclosing(live.provider.stream(request)) as batches:
+        async for batch in batches:
+            for delta in batch:
+                if isinstance(delta, TextDelta):
+                    if delta.text:
+                        text.append(delta.text)
+                        live.add_piece("stream.chunk", delta.text)
+                elif isinstance(delta, ThinkingDelta):
+                    if delta.text:
+                        live.add_piece("stream.thinking", delta.text)
+                elif isinstance(delta, ToolCallDelta):
+                    parts = calls.setdefault(delta.index, _CallParts())
+                    parts.id = parts.id or (delta.id or "")
+                    parts.name = parts.name or (delta.name or "")
+                    parts.arguments.append(delta.arguments)
+                elif isinstance(delta, Usage):
+                    usage = delta
+                elif isinstance(delta, Finish) and delta.reason == "error":
+                    raise ProviderError("the model stream ended with an error")
+            live.flush_pieces()  # one event per batch: what arrived together leaves together
     answer = "".join(text)
     tool_calls = tuple(
         ToolCall(parts.id or "call_" + uuid.uuid4().hex[:16], parts.name, "".join(parts.arguments))

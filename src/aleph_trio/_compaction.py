@@ -145,9 +145,8 @@ class Compactor:
         parts: list[str] = []
         try:
             async with contextlib.aclosing(provider.stream(request)) as deltas:
-                async for delta in deltas:
-                    if isinstance(delta, TextDelta):
-                        parts.append(delta.text)
+                async for batch in deltas:
+                    parts.extend(delta.text for delta in batch if isinstance(delta, TextDelta))
         except ProviderError as exc:
             raise CompactionFailed(f"model {model.id}: {exc.message}") from None
         return "".join(parts)

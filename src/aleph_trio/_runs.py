@@ -102,9 +102,6 @@ class LiveRun(Turn):
     received: int = 0  #: text and thinking pieces the model sent (published or not)
     _pieces: list[str] = attrs.Factory(list)  #: received, not yet published
     _piece_topic: str = "stream.chunk"
-    _pieces_waiting: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
-    _relay_woken: bool = False
-    relay_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     inputs: collections.deque[str] = attrs.Factory(collections.deque)
     question: Question | None = None
     #: The tool call under way: (tool_call_id, tool, trio time it started).
@@ -129,9 +126,10 @@ class LiveRun(Turn):
     def add_piece(self, topic: str, text: str) -> None:
         """Text (``stream.chunk``) or thinking (``stream.thinking``) from the model.
 
-        Pieces are published once per scheduler pass (:meth:`serve_pieces`): what one read from
-        the provider decoded becomes one event, so a fast provider cannot flood a client with
-        tiny events, and a slow one still gets each piece out at once.
+        Pieces are held until :meth:`flush_pieces`, which the agent loop calls after each batch
+        a provider yields: what one read from the provider decoded becomes one event, so a fast
+        provider cannot flood a client with tiny events, and a slow one still gets each piece
+        out at once.
         """
         if self._pieces and topic != self._piece_topic:
             self.flush_pieces()
@@ -141,9 +139,6 @@ class LiveRun(Turn):
         if topic == "stream.chunk":
             self.text.append(text)
             self.unsaved.append(text)
-        if not self._relay_woken:
-            self._relay_woken = True
-            self._pieces_waiting.unpark()
 
     def flush_pieces(self) -> None:
         if not self._pieces:
@@ -155,14 +150,6 @@ class LiveRun(Turn):
         else:
             index, self.thinking_index = self.thinking_index, self.thinking_index + 1
         self._publish(self._piece_topic, {"content": content, "index": index})
-
-    async def serve_pieces(self) -> None:
-        """Publish the pieces that piled up whenever this task gets to run; until cancelled."""
-        with self.relay_scope:
-            while True:
-                self._relay_woken = False  # no checkpoint until park: no wake-up can be lost
-                await self._pieces_waiting.park()
-                self.flush_pieces()
 
     async def set_status(self, status: str) -> None:
         """Move to ``status`` and persist it (state first: callers publish afterwards)."""
@@ -384,7 +371,6 @@ class RunManager:
         self._runs[run_id] = live
         self._enqueue(live)
         nursery.start_soon(self._drive, live, name=f"run {run_id}")
-        nursery.start_soon(live.serve_pieces, name=f"run {run_id} relay")
         return live
 
     def _watch(self, live: LiveRun, watcher: Subscriber) -> None:
@@ -559,7 +545,6 @@ class RunManager:
             live.emit(*self._terminal_event(live, outcome))
             log.info("run %s %s", live.run_id, outcome.status)
         finally:
-            live.relay_scope.cancel()
             self._runs.pop(live.run_id, None)
             for watcher in live.watchers:
                 self._gateway.bus.release_run(watcher, live.run_id)

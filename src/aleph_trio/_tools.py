@@ -88,6 +88,9 @@ class ToolBox:
 
     def __init__(self, tools: Iterable[AnyTool] = ()) -> None:
         self._tools: dict[str, AnyTool] = {}
+        #: Each tool's spec, built once: deriving a JSON Schema costs more than a model call's
+        #: whole prompt assembly.
+        self._specs: dict[str, ToolSpec] = {}
         for tool in tools:
             self.add(tool)
 
@@ -95,9 +98,11 @@ class ToolBox:
         if tool.name in self._tools:
             raise ValueError(f"a tool named {tool.name!r} is already registered")
         self._tools[tool.name] = tool
+        self._specs[tool.name] = tool.spec()
 
     def remove(self, name: str) -> None:
         self._tools.pop(name, None)
+        self._specs.pop(name, None)
 
     def names(self) -> list[str]:
         return sorted(self._tools)
@@ -106,7 +111,7 @@ class ToolBox:
         return self._tools.get(name)
 
     def specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
-        return tuple(self._tools[n].spec() for n in names if n in self._tools)
+        return tuple(self._specs[n] for n in names if n in self._specs)
 
 
 def parse_arguments(text: str) -> dict[str, Any] | str:

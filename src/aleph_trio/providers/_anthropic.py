@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
+import attrs
 import httpx
 import msgspec
 
@@ -113,59 +114,83 @@ class AnthropicProvider:
         body["max_tokens"] = max_tokens
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         headers = {"anthropic-version": API_VERSION, "accept": "text/event-stream"}
         if self._api_key:
             headers["x-api-key"] = self._api_key
         where = self._endpoint.where
-        tool_index: dict[int, int] = {}  # content block index -> tool call number
-        prompt_tokens = output_tokens = 0
-        stop: str | None = None
+        state = _StreamState(where)
         async with (
             self._endpoint.post(self._body(request), headers) as response,
             contextlib.aclosing(sse_data(response)) as events,
         ):
-            async for data in events:
+            async for batch in events:
+                out: list[Delta] = []
                 try:
-                    event = _decode(data)
-                except msgspec.DecodeError:
-                    raise ProviderError(f"{where} sent a malformed stream event") from None
-                kind = event.get("type") if isinstance(event, dict) else None
-                if kind == "message_start":
-                    usage = (event.get("message") or {}).get("usage") or {}
-                    prompt_tokens = int(usage.get("input_tokens") or 0)
-                    output_tokens = int(usage.get("output_tokens") or 0)
-                elif kind == "content_block_start":
-                    block = event.get("content_block") or {}
-                    if block.get("type") == "tool_use":
-                        number = tool_index[int(event.get("index", 0))] = len(tool_index)
-                        yield ToolCallDelta(number, id=block.get("id"), name=block.get("name"))
-                elif kind == "content_block_delta":
-                    delta = event.get("delta") or {}
-                    dtype = delta.get("type")
-                    if dtype == "text_delta" and delta.get("text"):
-                        yield TextDelta(delta["text"])
-                    elif dtype == "thinking_delta" and delta.get("thinking"):
-                        yield ThinkingDelta(delta["thinking"])
-                    elif dtype == "input_json_delta":
-                        owner = tool_index.get(int(event.get("index", 0)))
-                        if owner is None:
-                            raise ProviderError(f"{where} sent tool input for no tool call")
-                        yield ToolCallDelta(owner, arguments=delta.get("partial_json") or "")
-                elif kind == "message_delta":
-                    stop = (event.get("delta") or {}).get("stop_reason") or stop
-                    usage = event.get("usage") or {}
-                    output_tokens = int(usage.get("output_tokens") or output_tokens)
-                elif kind == "message_stop":
-                    yield Usage(prompt_tokens, output_tokens)
-                    yield Finish(_STOP.get(stop or "end_turn", "stop"))  # type: ignore[arg-type]
+                    stopped = any(state.read(data, out) for data in batch)
+                except ProviderError:
+                    if out:  # what came before the failure is shown first
+                        yield out
+                    raise
+                if out:
+                    yield out
+                if stopped:
                     return
-                elif kind == "error":
-                    error = event.get("error") or {}
-                    message = error.get("message") or error.get("type") or "unknown error"
-                    raise ProviderError(
-                        f"{where} reported an error mid-stream: {message}", retryable=True
-                    )
         raise ProviderError(
             f"{where} ended the stream without finishing the answer", retryable=True
         )
+
+
+@attrs.define
+class _StreamState:
+    """What one answer's events have said so far."""
+
+    where: str
+    tool_index: dict[int, int] = attrs.Factory(dict)  #: content block index -> tool call number
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    stop: str | None = None
+
+    def read(self, data: bytes, out: list[Delta]) -> bool:
+        """Append what one event says to ``out``; true once the message has stopped."""
+        try:
+            event = _decode(data)
+        except msgspec.DecodeError:
+            raise ProviderError(f"{self.where} sent a malformed stream event") from None
+        kind = event.get("type") if isinstance(event, dict) else None
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            dtype = delta.get("type")
+            if dtype == "text_delta" and delta.get("text"):
+                out.append(TextDelta(delta["text"]))
+            elif dtype == "thinking_delta" and delta.get("thinking"):
+                out.append(ThinkingDelta(delta["thinking"]))
+            elif dtype == "input_json_delta":
+                owner = self.tool_index.get(int(event.get("index", 0)))
+                if owner is None:
+                    raise ProviderError(f"{self.where} sent tool input for no tool call")
+                out.append(ToolCallDelta(owner, arguments=delta.get("partial_json") or ""))
+        elif kind == "message_start":
+            usage = (event.get("message") or {}).get("usage") or {}
+            self.prompt_tokens = int(usage.get("input_tokens") or 0)
+            self.output_tokens = int(usage.get("output_tokens") or 0)
+        elif kind == "content_block_start":
+            block = event.get("content_block") or {}
+            if block.get("type") == "tool_use":
+                number = self.tool_index[int(event.get("index", 0))] = len(self.tool_index)
+                out.append(ToolCallDelta(number, id=block.get("id"), name=block.get("name")))
+        elif kind == "message_delta":
+            self.stop = (event.get("delta") or {}).get("stop_reason") or self.stop
+            usage = event.get("usage") or {}
+            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+        elif kind == "message_stop":
+            out.append(Usage(self.prompt_tokens, self.output_tokens))
+            out.append(Finish(_STOP.get(self.stop or "end_turn", "stop")))  # type: ignore[arg-type]
+            return True
+        elif kind == "error":
+            error = event.get("error") or {}
+            message = error.get("message") or error.get("type") or "unknown error"
+            raise ProviderError(
+                f"{self.where} reported an error mid-stream: {message}", retryable=True
+            )
+        return False

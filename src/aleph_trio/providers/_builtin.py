@@ -5,7 +5,7 @@ the last message and follows simple directives (case does not matter):
 
 ==========================  =====================================================================
 ``echo: <text>``            answers exactly ``<text>``
-``count to <n>``            answers ``1 2 … n`` (n ≤ 1000), one word per chunk
+``count to <n>``            answers ``1 2 … n`` (n ≤ 1000)
 ``long answer``             a long answer, streamed slowly (about 20 words a second)
 ``run <command>``           calls the ``exec`` tool with that command (backticks are stripped)
 ``ask me <question>``       calls ``ask_user`` with that question
@@ -16,6 +16,9 @@ the last message and follows simple directives (case does not matter):
 Asked to summarise a conversation (the request compaction sends, starting with
 :data:`SUMMARY_REQUEST`), it summarises what the user wrote and lists facts the user stated about
 themselves ("my name is …", "I live in …", "remember that …").
+
+Words stream at :data:`WORDS_PER_SECOND` (a fast local model), one delta per word: a batch holds
+the words that came due together, so even ``count to 1000`` never floods a client.
 
 With thinking on it first streams a short reasoning. After a tool result it reports what the tool
 returned. Anything else gets an answer that says it is the offline built-in model and lists
@@ -46,7 +49,8 @@ from ._types import (
 __all__ = ["BUILTIN_MODEL", "HELP_TEXT", "SUMMARY_REQUEST", "BuiltinProvider"]
 
 BUILTIN_MODEL = "offline"
-SLOW_WORD_DELAY_S = 0.05
+WORDS_PER_SECOND = 2000.0
+SLOW_WORDS_PER_SECOND = 20.0
 LONG_ANSWER_WORDS = 120
 
 HELP_TEXT = (
@@ -90,6 +94,20 @@ def _words(text: str) -> list[str]:
     return re.findall(r"\S+\s*|\s+", text)
 
 
+async def _paced(words: list[str], per_second: float) -> AsyncGenerator[list[str], None]:
+    """``words`` at ``per_second``: word k is due ``k / per_second`` after the start, and each
+    batch is every word due by the time the previous one was taken."""
+    start = trio.current_time()
+    sent = 0
+    while sent < len(words):
+        due = int((trio.current_time() - start) * per_second) + 1
+        batch = words[sent : max(due, sent + 1)]
+        sent += len(batch)
+        yield batch
+        if sent < len(words):
+            await trio.sleep_until(start + sent / per_second)
+
+
 @final
 class BuiltinProvider:
     """A provider whose every model is the offline built-in model."""
@@ -112,16 +130,16 @@ class BuiltinProvider:
             for model in self._models
         ]
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         prompt_tokens = sum(_tokens(m.content) for m in request.messages)
         last = request.messages[-1] if request.messages else None
         offered = {tool.name for tool in request.tools}
         text = last.content if last is not None else ""
 
         if request.thinking != "off" and last is not None and last.role == "user":
-            for word in _words(f"The user wrote {len(text)} characters; following my directives."):
-                yield ThinkingDelta(word)
-                await trio.lowlevel.checkpoint()
+            reasoning = f"The user wrote {len(text)} characters; following my directives."
+            async for words in _paced(_words(reasoning), WORDS_PER_SECOND):
+                yield [ThinkingDelta(word) for word in words]
 
         if last is not None and last.role == "tool":
             answer = f"The tool returned: {text[:500]}"
@@ -133,12 +151,11 @@ class BuiltinProvider:
             # Arguments arrive in pieces, as real providers send them.
             # Deterministic, and distinct for each turn of a conversation.
             call_id = f"call_{zlib.crc32(f'{len(request.messages)}:{name}:{encoded}'.encode()):08x}"
-            yield ToolCallDelta(0, id=call_id, name=name)
+            yield [ToolCallDelta(0, id=call_id, name=name)]
             for start in range(0, len(encoded), 8):
-                yield ToolCallDelta(0, arguments=encoded[start : start + 8])
+                yield [ToolCallDelta(0, arguments=encoded[start : start + 8])]
                 await trio.lowlevel.checkpoint()
-            yield Usage(prompt_tokens, _tokens(encoded))
-            yield Finish("tool_calls")
+            yield [Usage(prompt_tokens, _tokens(encoded)), Finish("tool_calls")]
             return
         else:
             answer = self._answer(text, offered)
@@ -146,14 +163,10 @@ class BuiltinProvider:
         slow = bool(re.search(r"\blong answer\b", text, re.I)) and (
             last is None or last.role == "user"
         )
-        for word in _words(answer):
-            yield TextDelta(word)
-            if slow:
-                await trio.sleep(SLOW_WORD_DELAY_S)
-            else:
-                await trio.lowlevel.checkpoint()
-        yield Usage(prompt_tokens, _tokens(answer))
-        yield Finish("stop")
+        pace = SLOW_WORDS_PER_SECOND if slow else WORDS_PER_SECOND
+        async for words in _paced(_words(answer), pace):
+            yield [TextDelta(word) for word in words]
+        yield [Usage(prompt_tokens, _tokens(answer)), Finish("stop")]
 
     @staticmethod
     def _tool_call(text: str, offered: set[str]) -> tuple[str, dict[str, str]] | None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 import httpx
+import msgspec
 
 from ._errors import ProviderError
 from ._types import ToolSpec
@@ -132,45 +133,77 @@ def error_detail(body: bytes) -> str:
     return ""
 
 
-async def sse_data(response: httpx.Response) -> AsyncGenerator[str, None]:
-    """The ``data`` of each server-sent event, multi-line data joined with newlines.
+async def sse_data(response: httpx.Response) -> AsyncGenerator[list[bytes], None]:
+    """The ``data`` of the server-sent events each network read completed, one list per read
+    (never empty); multi-line data is joined with newlines.
 
     Lines are split from the raw bytes here (``\n``, ``\r\n`` or ``\r``): httpx's text and
-    line decoders cost more per chunk than everything else the gateway does with it."""
-    data: list[str] = []
+    line decoders cost more per event than everything else the gateway does with it. The usual
+    event, a single ``data:`` line, takes a fast path."""
     rest = b""
     async for raw in response.aiter_bytes():
-        buffer = rest + raw
-        held = b"\r" if buffer.endswith(b"\r") else b""  # maybe half of a \r\n
-        if held:
-            buffer = buffer[:-1]
-        lines = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
-        rest = lines.pop() + held
-        for line in lines:
-            if not line:
-                if data:
-                    yield "\n".join(data)
-                    data = []
-            elif line.startswith(b"data:"):
-                data.append(line[5:].removeprefix(b" ").decode("utf-8", errors="replace"))
-    rest = rest.rstrip(b"\r")
-    if rest.startswith(b"data:"):
-        data.append(rest[5:].removeprefix(b" ").decode("utf-8", errors="replace"))
-    if data:
-        yield "\n".join(data)
+        buffer = rest + raw if rest else raw
+        if b"\r" in buffer:
+            held = buffer.endswith(b"\r")  # maybe half of a \r\n
+            if held:
+                buffer = buffer[:-1]
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+            if held:
+                buffer += b"\r"
+        events = buffer.split(b"\n\n")
+        rest = events.pop()
+        batch: list[bytes] = []
+        for event in events:
+            if event.startswith(b"data:") and b"\n" not in event:
+                batch.append(event[6:] if event[5:6] == b" " else event[5:])
+            elif (data := _event_data(event)) is not None:
+                batch.append(data)
+        if batch:
+            yield batch
+    data = _event_data(rest.rstrip(b"\r"))
+    if data is not None:
+        yield [data]
+
+
+def _event_data(event: bytes) -> bytes | None:
+    """The ``data`` of one event's lines, or ``None`` when it has none (comments, ``event:``)."""
+    data = [
+        line[6:] if line[5:6] == b" " else line[5:]
+        for line in event.split(b"\n")
+        if line.startswith(b"data:")
+    ]
+    return b"\n".join(data) if data else None
 
 
 async def ndjson_lines(
     response: httpx.Response, where: str
-) -> AsyncGenerator[dict[str, Any], None]:
-    """One JSON object per non-empty line."""
-    async for line in response.aiter_lines():
-        if not line.strip():
-            continue
+) -> AsyncGenerator[list[dict[str, Any]], None]:
+    """The JSON objects of the lines each network read completed, one list per read."""
+    rest = b""
+    async for raw in response.aiter_bytes():
+        lines = (rest + raw if rest else raw).split(b"\n")
+        rest = lines.pop()
+        batch: list[dict[str, Any]] = []
         try:
-            doc = json.loads(line)
-        except ValueError:
-            raise ProviderError(f"{where} sent a malformed stream line") from None
-        if not isinstance(doc, dict):
-            raise ProviderError(f"{where} sent a malformed stream line")
-        yield doc
+            batch.extend(_ndjson(line, where) for line in lines if line.strip())
+        except ProviderError:
+            if batch:  # the lines before the broken one are shown first
+                yield batch
+            raise
+        if batch:
+            yield batch
+    if rest.strip():
+        yield [_ndjson(rest, where)]
+
+
+def _ndjson(line: bytes, where: str) -> dict[str, Any]:
+    try:
+        doc = _decode_json(line)
+    except msgspec.DecodeError:
+        raise ProviderError(f"{where} sent a malformed stream line") from None
+    if not isinstance(doc, dict):
+        raise ProviderError(f"{where} sent a malformed stream line")
+    return doc
+
+
+_decode_json = msgspec.json.Decoder().decode

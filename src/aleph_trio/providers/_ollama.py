@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
+import attrs
 import httpx
 
 from ._errors import ProviderError
@@ -76,44 +77,64 @@ class OllamaProvider:
             body["options"] = {"num_predict": request.max_tokens}
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         where = self._endpoint.where
-        calls = 0
+        state = _StreamState(where)
         async with (
             self._endpoint.post(self._body(request), {}) as response,
-            contextlib.aclosing(ndjson_lines(response, where)) as lines,
+            contextlib.aclosing(ndjson_lines(response, where)) as batches,
         ):
-            async for line in lines:
-                if isinstance(line.get("error"), str):
-                    raise ProviderError(
-                        f"{where} reported an error mid-stream: {line['error'][:200]}"
-                    )
-                message = line.get("message") or {}
-                if message.get("thinking"):
-                    yield ThinkingDelta(str(message["thinking"]))
-                if message.get("content"):
-                    yield TextDelta(str(message["content"]))
-                for call in message.get("tool_calls") or []:
-                    function = call.get("function") or {}
-                    arguments = function.get("arguments")
-                    encoded = (
-                        arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-                    )
-                    yield ToolCallDelta(
-                        calls, id=f"call_{calls}", name=function.get("name"), arguments=encoded
-                    )
-                    calls += 1
-                if line.get("done"):
-                    if "prompt_eval_count" in line or "eval_count" in line:
-                        yield Usage(
-                            int(line.get("prompt_eval_count") or 0),
-                            int(line.get("eval_count") or 0),
-                        )
-                    reason = (
-                        "tool_calls" if calls else _DONE.get(str(line.get("done_reason")), "stop")
-                    )
-                    yield Finish(reason)  # type: ignore[arg-type]
+            async for batch in batches:
+                out: list[Delta] = []
+                try:
+                    done = any(state.read(line, out) for line in batch)
+                except ProviderError:
+                    if out:  # what came before the failure is shown first
+                        yield out
+                    raise
+                if out:
+                    yield out
+                if done:
                     return
         raise ProviderError(
             f"{where} ended the stream without finishing the answer", retryable=True
         )
+
+
+@attrs.define
+class _StreamState:
+    """What one answer's lines have said so far."""
+
+    where: str
+    calls: int = 0  #: tool calls so far; each arrives whole, numbered in order
+
+    def read(self, line: dict[str, Any], out: list[Delta]) -> bool:
+        """Append what one line says to ``out``; true once the answer is done."""
+        if isinstance(line.get("error"), str):
+            message = line["error"][:200]
+            raise ProviderError(f"{self.where} reported an error mid-stream: {message}")
+        message = line.get("message") or {}
+        if message.get("thinking"):
+            out.append(ThinkingDelta(str(message["thinking"])))
+        if message.get("content"):
+            out.append(TextDelta(str(message["content"])))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            arguments = function.get("arguments")
+            encoded = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+            number = self.calls
+            self.calls += 1
+            out.append(
+                ToolCallDelta(
+                    number, id=f"call_{number}", name=function.get("name"), arguments=encoded
+                )
+            )
+        if not line.get("done"):
+            return False
+        if "prompt_eval_count" in line or "eval_count" in line:
+            out.append(
+                Usage(int(line.get("prompt_eval_count") or 0), int(line.get("eval_count") or 0))
+            )
+        reason = "tool_calls" if self.calls else _DONE.get(str(line.get("done_reason")), "stop")
+        out.append(Finish(reason))  # type: ignore[arg-type]
+        return True

@@ -10,6 +10,7 @@ the provider and never the key.
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
@@ -95,7 +96,7 @@ class OpenAIProvider:
             body["reasoning_effort"] = _EFFORT[request.thinking]
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]:
+    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         headers = {"accept": "text/event-stream"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
@@ -105,61 +106,118 @@ class OpenAIProvider:
             self._endpoint.post(self._body(request), headers) as response,
             contextlib.aclosing(sse_data(response)) as events,
         ):
-            async for data in events:
-                if data.strip() == "[DONE]":
-                    if not finished:
-                        finished = True
-                        yield Finish("stop")
+            async for batch in events:
+                out: list[Delta] = []
+                done = False
+                try:
+                    for data in batch:
+                        if not data.startswith(b"{") and data.strip() == b"[DONE]":
+                            done = True
+                            break
+                        finished = _chunk_deltas(data, where, out) or finished
+                except ProviderError:
+                    if out:  # what came before the failure is shown first
+                        yield out
+                    raise
+                if done and not finished:
+                    finished = True
+                    out.append(Finish("stop"))
+                if out:
+                    yield out
+                if done:
                     break
-                for delta in _chunk_deltas(data, where):
-                    if isinstance(delta, Finish):
-                        finished = True
-                    yield delta
         if not finished:
             raise ProviderError(
                 f"{where} ended the stream without finishing the answer", retryable=True
             )
 
 
-#: Chunks are decoded with msgspec: several times faster than json, and a stream is many chunks.
-_decode = msgspec.json.Decoder().decode
+# What a streamed chunk holds, as far as the gateway reads it; msgspec skips every other field
+# (``id``, ``model``, ``logprobs``…) without building it. Fields whose type servers disagree on
+# are ``Any`` and checked when read, so an odd value is ignored rather than failing the stream.
 
 
-def _chunk_deltas(data: str, where: str) -> list[Delta]:
+class _Function(msgspec.Struct):
+    name: Any = None
+    arguments: Any = None
+
+
+class _Call(msgspec.Struct):
+    index: int = 0
+    id: Any = None
+    function: _Function | None = None
+
+
+class _Delta(msgspec.Struct):
+    content: Any = None
+    reasoning_content: Any = None
+    reasoning: Any = None
+    tool_calls: list[_Call] | None = None
+
+
+class _Choice(msgspec.Struct):
+    delta: _Delta | None = None
+    finish_reason: Any = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = None
+
+
+_decode = msgspec.json.Decoder(_Chunk).decode
+
+
+def _chunk_deltas(data: bytes, where: str, out: list[Delta]) -> bool:
+    """Append what one chunk says to ``out``; true when it finished the answer."""
     try:
         chunk = _decode(data)
     except msgspec.DecodeError:
         raise ProviderError(f"{where} sent a malformed stream chunk") from None
-    if not isinstance(chunk, dict):
-        raise ProviderError(f"{where} sent a malformed stream chunk")
-    if isinstance(chunk.get("error"), dict | str):
-        message = error_detail(data.encode())
+    if isinstance(chunk.error, dict | str):
+        message = error_detail(data)
         raise ProviderError(f"{where} reported an error mid-stream: {message}", retryable=True)
-    out: list[Delta] = []
-    for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-        if isinstance(reasoning, str) and reasoning:
-            out.append(ThinkingDelta(reasoning))
-        content = delta.get("content")
-        if isinstance(content, str) and content:
-            out.append(TextDelta(content))
-        for call in delta.get("tool_calls") or []:
-            function = call.get("function") or {}
-            out.append(
-                ToolCallDelta(
-                    index=int(call.get("index", 0)),
-                    id=call.get("id"),
-                    name=function.get("name"),
-                    arguments=function.get("arguments") or "",
+    finished = False
+    for choice in chunk.choices or ():
+        delta = choice.delta
+        if delta is not None:
+            reasoning = delta.reasoning_content or delta.reasoning
+            if isinstance(reasoning, str) and reasoning:
+                out.append(ThinkingDelta(reasoning))
+            content = delta.content
+            if isinstance(content, str) and content:
+                out.append(TextDelta(content))
+            for call in delta.tool_calls or ():
+                function = call.function or _NO_FUNCTION
+                arguments = function.arguments
+                if not isinstance(arguments, str):
+                    arguments = json.dumps(arguments) if isinstance(arguments, dict) else ""
+                out.append(
+                    ToolCallDelta(
+                        index=call.index,
+                        id=call.id if isinstance(call.id, str) else None,
+                        name=function.name if isinstance(function.name, str) else None,
+                        arguments=arguments,
+                    )
                 )
-            )
-        reason = choice.get("finish_reason")
-        if reason:
+        reason = choice.finish_reason
+        if isinstance(reason, str) and reason:
             out.append(Finish(_FINISH.get(reason, "stop")))  # type: ignore[arg-type]
-    usage = chunk.get("usage")
-    if isinstance(usage, dict):
-        out.append(
-            Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        )
-    return out
+            finished = True
+    usage = chunk.usage
+    if usage is not None:
+        out.append(Usage(_count(usage.prompt_tokens), _count(usage.completion_tokens)))
+    return finished
+
+
+_NO_FUNCTION = _Function()
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0

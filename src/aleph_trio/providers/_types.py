@@ -1,8 +1,10 @@
 """What every provider speaks: a request in, a stream of deltas out (PROTOCOL §14).
 
-A provider turns a :class:`ModelRequest` into an async stream of :class:`Delta` values: text and
-thinking as they arrive, tool calls (whose arguments may come in pieces), usage, and one final
-:class:`Finish`. The agent loop consumes this and never sees a provider's wire format.
+A provider turns a :class:`ModelRequest` into an async stream of batches of :class:`Delta`
+values: text and thinking as they arrive, tool calls (whose arguments may come in pieces), usage,
+and one final :class:`Finish`. A batch is what arrived together (for a remote provider, what one
+network read decoded): the agent loop publishes each batch's text as one event and takes one
+scheduler pass per batch, not per delta. It never sees a provider's wire format.
 """
 
 from __future__ import annotations
@@ -132,4 +134,6 @@ class Provider(Protocol):
 
     def models(self) -> list[ModelInfo]: ...
 
-    def stream(self, request: ModelRequest) -> AsyncGenerator[Delta, None]: ...
+    def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
+        """The answer as batches of deltas; never an empty batch."""
+        ...
