@@ -35,7 +35,7 @@ from .providers._errors import ProviderError
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
-    from ._runs import LiveRun
+    from ._live_run import LiveRun
 
 __all__ = ["RunFailure", "run_agent"]
 

@@ -14,12 +14,11 @@ published after that.
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import attrs
 import trio
@@ -27,17 +26,19 @@ import trio
 from ._agent_loop import RunFailure, run_agent
 from ._agents import Agent, resolve_agent
 from ._clock import now_ts
+from ._live_run import LiveRun, Outcome, Turn
 from ._logs import component_logger
+from ._run_lanes import Lanes
 from ._run_states import check_transition
 from .protocol import ErrorCode, InvalidParams, ResourceNotFound
-from .providers import ModelInfo, Provider
+from .providers import ModelInfo
 from .store import Run, StoreError
 
 if TYPE_CHECKING:
     from ._events import Subscriber
     from ._gateway import Gateway
 
-__all__ = ["LiveRun", "RunManager", "RunStatistics", "Turn"]
+__all__ = ["RunManager", "RunStatistics"]
 
 log = component_logger("runs")
 
@@ -51,135 +52,6 @@ IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
 MAX_PENDING_INPUTS: Final = 100
 
 THINKING_FOR_TRUE: Final = "medium"
-
-
-@attrs.define(eq=False)
-class Turn:
-    """A session's lane entry: a run, or a compaction holding the session."""
-
-    session_key: str
-    needs_slot: bool = True
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    admitted: trio.Event = attrs.Factory(trio.Event)
-    done: trio.Event = attrs.Factory(trio.Event)
-
-
-@attrs.define(eq=False)
-class Question:
-    request_id: str
-    answer: trio.MemorySendChannel[str]
-
-
-@attrs.frozen
-class Outcome:
-    status: Literal["completed", "failed", "cancelled"]
-    message: str | None = None
-    code: int | None = None
-
-
-@final
-@attrs.define(eq=False)
-class LiveRun(Turn):
-    """A run that has not finished: its record, its request and what it has produced so far."""
-
-    record: Run = attrs.field(kw_only=True)
-    agent: Agent = attrs.field(kw_only=True)
-    model: ModelInfo = attrs.field(kw_only=True)
-    provider: Provider = attrs.field(kw_only=True)
-    message: str = attrs.field(kw_only=True)
-    thinking: str = attrs.field(kw_only=True)
-    manager: RunManager = attrs.field(kw_only=True)
-    watchers: list[Subscriber] = attrs.field(kw_only=True, factory=list)
-    cancel_reason: str | None = None
-    finishing: bool = False
-    compacting: bool = False  #: finished, and holding its session for automatic compaction
-    stream_started: bool = False
-    text: list[str] = attrs.Factory(list)  #: every text chunk of the run
-    unsaved: list[str] = attrs.Factory(list)  #: text of the turn not yet stored
-    open_calls: list[str] = attrs.Factory(list)  #: stored tool calls without a stored result
-    chunk_index: int = 0
-    thinking_index: int = 0
-    received: int = 0  #: text and thinking pieces the model sent (published or not)
-    _pieces: list[str] = attrs.Factory(list)  #: received, not yet published
-    _piece_topic: str = "stream.chunk"
-    inputs: collections.deque[str] = attrs.Factory(collections.deque)
-    question: Question | None = None
-    #: The tool call under way: (tool_call_id, tool, trio time it started).
-    running_tool: tuple[str, str, float] | None = None
-    started_at: float = 0.0  #: ``trio.current_time()`` when admitted
-
-    @property
-    def run_id(self) -> str:
-        return self.record.run_id
-
-    def emit(self, topic: str, data: dict[str, Any]) -> None:
-        """Publish an event of this run (it carries ``run_id`` and ``session_key``); text still
-        waiting to be published goes out first, so the order of events is kept."""
-        if self._pieces:
-            self.flush_pieces()
-        self._publish(topic, data)
-
-    def _publish(self, topic: str, data: dict[str, Any]) -> None:
-        payload = {"run_id": self.record.run_id, "session_key": self.session_key, **data}
-        self.manager.bus_publish(topic, payload, self)
-
-    def add_piece(self, topic: str, text: str) -> None:
-        """Text (``stream.chunk``) or thinking (``stream.thinking``) from the model.
-
-        Pieces are held until :meth:`flush_pieces`, which the agent loop calls after each batch
-        a provider yields: what one read from the provider decoded becomes one event, so a fast
-        provider cannot flood a client with tiny events, and a slow one still gets each piece
-        out at once.
-        """
-        if self._pieces and topic != self._piece_topic:
-            self.flush_pieces()
-        self._piece_topic = topic
-        self._pieces.append(text)
-        self.received += 1
-        if topic == "stream.chunk":
-            self.text.append(text)
-            self.unsaved.append(text)
-
-    def flush_pieces(self) -> None:
-        if not self._pieces:
-            return
-        content = "".join(self._pieces)
-        self._pieces.clear()
-        if self._piece_topic == "stream.chunk":
-            index, self.chunk_index = self.chunk_index, self.chunk_index + 1
-        else:
-            index, self.thinking_index = self.thinking_index, self.thinking_index + 1
-        self._publish(self._piece_topic, {"content": content, "index": index})
-
-    async def set_status(self, status: str) -> None:
-        """Move to ``status`` and persist it (state first: callers publish afterwards)."""
-        self.record = attrs.evolve(self.record, status=check_transition(self.record.status, status))
-        await self.manager.save(self.record)
-
-    async def ask_user(self, question: str, options: list[str] | None) -> str:
-        """Put the run in ``waiting_input`` until ``agent.respondToInput`` answers."""
-        send, receive = trio.open_memory_channel[str](1)
-        request = Question("input_" + uuid.uuid4().hex[:16], send)
-        self.question = request
-        try:
-            await self.set_status("waiting_input")
-            data: dict[str, Any] = {"request_id": request.request_id, "question": question}
-            if options:
-                data["options"] = options
-            self.emit("agent.input_requested", data)
-            async with receive:
-                answer = await receive.receive()
-        finally:
-            if self.question is request:
-                self.question = None
-        await self.set_status("running")
-        return answer
-
-    def count_call(self) -> None:
-        self.record = attrs.evolve(self.record, iterations=self.record.iterations + 1)
-
-    def count_tokens(self, tokens: int) -> None:
-        self.record = attrs.evolve(self.record, tokens_used=self.record.tokens_used + tokens)
 
 
 @attrs.frozen
@@ -202,9 +74,7 @@ class RunManager:
         self._gateway = gateway
         self._nursery: trio.Nursery | None = None
         self._runs: dict[str, LiveRun] = {}
-        self._lanes: dict[str, collections.deque[Turn]] = {}
-        self._ready: collections.deque[Turn] = collections.deque()
-        self._busy = 0
+        self._lanes = Lanes(lambda: self._max_concurrent, self._admit)
         self._claiming = trio.Lock()
 
     # -- service -----------------------------------------------------------------------------
@@ -228,6 +98,10 @@ class RunManager:
     @property
     def _max_concurrent(self) -> int:
         return self._gateway.config.runs.max_concurrent
+
+    def fill(self) -> None:
+        """Admit queued runs into slots that a larger ``runs.max_concurrent`` opened."""
+        self._lanes.fill()
 
     def bus_publish(self, topic: str, data: dict[str, Any], run: LiveRun) -> None:
         self._gateway.bus.publish(
@@ -261,13 +135,13 @@ class RunManager:
 
     def active_run(self, session_key: str) -> LiveRun | None:
         """The run holding ``session_key`` now (not one queued behind it)."""
-        for turn in self._lanes.get(session_key, ()):
+        for turn in self._lanes.turns(session_key):
             if isinstance(turn, LiveRun) and turn.admitted.is_set() and not turn.finishing:
                 return turn
         return None
 
     def session_busy(self, session_key: str) -> bool:
-        return bool(self._lanes.get(session_key))
+        return self._lanes.busy(session_key)
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -369,7 +243,7 @@ class RunManager:
         if watcher is not None:
             self._watch(live, watcher)
         self._runs[run_id] = live
-        self._enqueue(live)
+        self._lanes.enqueue(live)
         nursery.start_soon(self._drive, live, name=f"run {run_id}")
         return live
 
@@ -377,29 +251,7 @@ class RunManager:
         self._gateway.bus.own_run(watcher, live.run_id)
         live.watchers.append(watcher)
 
-    # -- lanes and slots ---------------------------------------------------------------------
-
-    def _enqueue(self, turn: Turn) -> None:
-        lane = self._lanes.setdefault(turn.session_key, collections.deque())
-        lane.append(turn)
-        if len(lane) == 1:
-            self._offer(turn)
-
-    @staticmethod
-    def _ending(turn: Turn) -> bool:
-        """A run being finished: never admitted again; its own release offers the next turn."""
-        return isinstance(turn, LiveRun) and turn.finishing
-
-    def _offer(self, turn: Turn) -> None:
-        if self._ending(turn):
-            return
-        if not turn.needs_slot:
-            self._admit(turn)
-        elif self._busy < self._max_concurrent:
-            self._busy += 1
-            self._admit(turn)
-        else:
-            self._ready.append(turn)
+    # -- admission -------------------------------------------------------------------------
 
     def _admit(self, turn: Turn) -> None:
         if isinstance(turn, LiveRun):
@@ -411,31 +263,6 @@ class RunManager:
             turn.started_at = trio.current_time()
         turn.admitted.set()
 
-    def _release(self, turn: Turn) -> None:
-        lane = self._lanes.get(turn.session_key)
-        if lane is None or turn not in lane:
-            return  # released already
-        was_head = lane[0] is turn
-        lane.remove(turn)
-        if not lane:
-            del self._lanes[turn.session_key]
-        if turn.admitted.is_set():
-            if turn.needs_slot:
-                self._busy -= 1
-        elif turn in self._ready:
-            self._ready.remove(turn)
-        if was_head and lane:
-            self._offer(lane[0])
-        self.fill()
-
-    def fill(self) -> None:
-        """Admit waiting turns while slots are free (also after ``runs.max_concurrent`` grew)."""
-        while self._ready and self._busy < self._max_concurrent:
-            turn = self._ready.popleft()
-            if not self._ending(turn):
-                self._busy += 1
-                self._admit(turn)
-
     # -- the run's task ----------------------------------------------------------------------
 
     async def _drive(self, live: LiveRun) -> None:
@@ -444,7 +271,7 @@ class RunManager:
             if live.compacting:
                 await self._compact(live)
         finally:
-            self._release(live)
+            self._lanes.release(live)
 
     async def _execute(self, live: LiveRun) -> Outcome:
         outcome: Outcome | None = None
@@ -539,7 +366,7 @@ class RunManager:
             # The session is free before the terminal event, unless compaction takes it over.
             live.compacting = outcome.status == "completed" and await self._compaction_due(live)
             if not live.compacting:
-                self._release(live)
+                self._lanes.release(live)
             if live.stream_started:
                 live.emit("stream.end", {"status": outcome.status, "content": output})
             live.emit(*self._terminal_event(live, outcome))
@@ -600,7 +427,7 @@ class RunManager:
 
     async def cancel_session(self, session_key: str, reason: str) -> None:
         """Cancel every run on a session, queued ones included, and wait for them all."""
-        turns = list(self._lanes.get(session_key, ()))
+        turns = self._lanes.turns(session_key)
         for turn in turns:
             if isinstance(turn, LiveRun) and turn.cancel_reason is None:
                 turn.cancel_reason = reason
@@ -635,7 +462,7 @@ class RunManager:
         if self.session_busy(session_key):
             raise InvalidParams(busy_message, reason="invalid_state")
         turn = Turn(session_key, needs_slot=False)
-        self._enqueue(turn)
+        self._lanes.enqueue(turn)
         try:
             with turn.scope:
                 return await fn()
@@ -644,5 +471,5 @@ class RunManager:
                 reason="invalid_state",
             )
         finally:
-            self._release(turn)
+            self._lanes.release(turn)
             turn.done.set()

@@ -19,7 +19,7 @@ from .providers import ToolSpec
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
-    from ._runs import LiveRun
+    from ._live_run import LiveRun
 
 __all__ = ["Tool", "ToolBox", "ToolContext", "ToolFailed", "ToolResult"]
 
