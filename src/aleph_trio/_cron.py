@@ -7,11 +7,10 @@ scheduled, or once as a catch-up after downtime), record missed fire times, or r
 one when its previous firing is still running (``overlap_policy``). Its next fire time is stored
 before anything of the firing starts, so a restart at any moment fires it when it should.
 
-Each firing is a child task in the service's nursery with its own cancel scope, registered with
-its job (``cron.delete`` cancels it). It waits for the job's previous firing (``queue``), then
-for one of ``cron.max_concurrent`` slots, records itself ``running`` and starts a normal agent
-run on the job's session. Whatever happens next, it ends by recording its outcome and then
-publishing exactly one ``cron.completed`` / ``cron.failed`` (state first, then the event).
+Each accepted firing is a child task in the service's nursery, registered with its job
+(``cron.delete`` cancels it); ``_cron_firing.py`` runs it to its outcome, and ``_cron_jobs.py``
+holds what is kept of a job and its firings. This module holds the scheduling and the ``cron.*``
+methods.
 """
 
 from __future__ import annotations
@@ -20,19 +19,20 @@ import datetime as _dt
 import heapq
 import itertools
 import uuid
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, final
 
 import attrs
 import trio
 
 from ._agents import resolve_agent
 from ._clock import format_ts, parse_ts, utc_now
+from ._cron_firing import FiringRunner
+from ._cron_jobs import Firing, Job, not_run
 from ._cron_schedule import Schedule, ScheduleError, parse_schedule, plan_due
-from ._cron_states import check_initial, check_transition
 from ._logs import component_logger
-from .protocol import AlephError, InvalidParams, ResourceNotFound
-from .store import CronJob, CronRun, Run, StoreError
+from .protocol import InvalidParams, ResourceNotFound
+from .store import CronJob, CronRun
 
 if TYPE_CHECKING:
     from ._gateway import Gateway
@@ -43,12 +43,8 @@ log = component_logger("cron")
 
 #: The error of cron runs a stopped process left ``running`` (the words agent runs get, §7).
 INTERRUPTED: Final = "interrupted by gateway restart"
-#: Cron runs kept per job; older ones are removed as new ones are recorded.
-KEEP_RUNS: Final = 1000
 #: ``cron.get`` shows this many of a job's newest cron runs.
 RECENT_RUNS: Final = 20
-#: How long the final bookkeeping of a cancelled firing may take.
-FINISH_TIMEOUT_S: Final = 5.0
 
 
 @attrs.frozen
@@ -72,63 +68,6 @@ class CronStatistics:
     next_job_id: str | None
 
 
-@attrs.define(eq=False)
-class Firing:
-    """One accepted firing of a job, from acceptance until its outcome is published."""
-
-    job_id: str
-    trigger: str
-    scheduled_for: str | None
-    cron_run_id: str = attrs.Factory(lambda: "crun_" + uuid.uuid4().hex)
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
-    started: trio.Event = attrs.Factory(trio.Event)  #: its agent run started, or never will
-    done: trio.Event = attrs.Factory(trio.Event)
-    record: CronRun | None = None  #: set once it runs (it holds a slot)
-    run_id: str | None = None
-    run_ended: bool = False  #: its agent run's end has been seen
-    began: float | None = None  #: ``trio.current_time()`` when it started running
-    start_error: AlephError | None = None
-    cancel_reason: str | None = None
-
-
-@attrs.define(eq=False)
-class _Job:
-    record: CronJob
-    next_at: _dt.datetime | None
-    firings: list[Firing] = attrs.Factory(list)
-    parsed: Schedule | None = None  #: parsed on first use (a start reads many jobs)
-    described: str | None = None
-
-    @property
-    def schedule(self) -> Schedule:
-        if self.parsed is None:
-            self.parsed = parse_schedule(self.record.schedule, self.record.timezone)
-        return self.parsed
-
-    def describe(self) -> str:
-        if self.described is None:
-            try:
-                self.described = self.schedule.describe()
-            except ScheduleError as exc:
-                self.described = f"unusable schedule: {exc}"
-        return self.described
-
-    @property
-    def anchor(self) -> _dt.datetime:
-        return parse_ts(self.record.created_at)
-
-    def overlap(self) -> tuple[str, str] | None:
-        """Why a new firing may not be accepted now (message, reason), or ``None``."""
-        if not self.firings:
-            return None
-        current = self.firings[0]
-        if self.record.overlap_policy == "skip":
-            return f"its previous firing ({current.cron_run_id}) is still running", "invalid_state"
-        if len(self.firings) > 1:
-            return "a firing is already queued behind the running one", "limit"
-        return None
-
-
 def _invalid(exc: ScheduleError) -> InvalidParams:
     path = f"$.{exc.field}"
     return InvalidParams(
@@ -143,11 +82,11 @@ class CronService:
     def __init__(self, gateway: Gateway, clock: WallClock | None = None) -> None:
         self._gateway = gateway
         self.clock = clock or WallClock()
-        self._jobs: dict[str, _Job] = {}
+        self._jobs: dict[str, Job] = {}
         self._heap: list[tuple[_dt.datetime, int, str]] = []
         self._order = itertools.count()
         self._lot = trio.lowlevel.ParkingLot()
-        self._slots = trio.CapacityLimiter(gateway.config.cron.max_concurrent)
+        self._firings = FiringRunner(gateway, self.clock.now)
         self._nursery: trio.Nursery | None = None
 
     # -- service -----------------------------------------------------------------------------
@@ -160,8 +99,7 @@ class CronService:
         self._heap.clear()
         for record in await store.list_cron_jobs():
             self._add(record)
-        for run in interrupted:
-            self._publish_end(run, duration_ms=_elapsed_ms(run.started_at, run.finished_at))
+        self._firings.publish_interrupted(interrupted)
         if interrupted:
             log.warning(
                 "%d cron run(s) were cut short by the last stop; marked failed", len(interrupted)
@@ -205,18 +143,18 @@ class CronService:
 
     # -- the job table -----------------------------------------------------------------------
 
-    def _add(self, record: CronJob, schedule: Schedule | None = None) -> _Job:
+    def _add(self, record: CronJob, schedule: Schedule | None = None) -> Job:
         next_at = parse_ts(record.next_run_at) if record.enabled and record.next_run_at else None
-        job = _Job(record, next_at, parsed=schedule)
+        job = Job(record, next_at, parsed=schedule)
         self._jobs[record.job_id] = job
         self._push(job)
         return job
 
-    def _push(self, job: _Job) -> None:
+    def _push(self, job: Job) -> None:
         if job.next_at is not None:
             heapq.heappush(self._heap, (job.next_at, next(self._order), job.record.job_id))
 
-    def _set_next(self, job: _Job, next_at: _dt.datetime | None) -> None:
+    def _set_next(self, job: Job, next_at: _dt.datetime | None) -> None:
         """Set when ``job`` is due next; ``None`` disables it (nothing left to fire)."""
         job.next_at = next_at
         job.record = attrs.evolve(
@@ -236,14 +174,11 @@ class CronService:
             heapq.heappop(self._heap)
         return None
 
-    def _job(self, job_id: str) -> _Job:
+    def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
             raise ResourceNotFound("job", job_id)
         return job
-
-    async def _save(self, job: _Job, runs: Sequence[CronRun] = ()) -> None:
-        await self._gateway.store.save_cron_job(job.record, runs, keep_runs=KEEP_RUNS)
 
     # -- firing due jobs ---------------------------------------------------------------------
 
@@ -259,7 +194,7 @@ class CronService:
                 job.next_at = None
                 job.record = attrs.evolve(job.record, next_run_at=None)
 
-    def _plan(self, job: _Job, now: _dt.datetime) -> None:
+    def _plan(self, job: Job, now: _dt.datetime) -> None:
         assert job.next_at is not None
         record = job.record
         plan = plan_due(
@@ -281,7 +216,7 @@ class CronService:
             )
             log.warning("cron job %s missed its fire time (%s)", record.job_id, why[-1])
         runs = [
-            _not_run(record.job_id, "missed", "schedule", format_ts(at), reason)
+            not_run(record.job_id, "missed", "schedule", format_ts(at), reason)
             for at, reason in zip(plan.missed, why, strict=True)
         ]
         firing = None
@@ -292,7 +227,7 @@ class CronService:
                 firing = Firing(record.job_id, plan.trigger, scheduled_for)
             else:
                 runs.append(
-                    _not_run(record.job_id, "skipped", plan.trigger, scheduled_for, refused[0])
+                    not_run(record.job_id, "skipped", plan.trigger, scheduled_for, refused[0])
                 )
                 log.info("cron job %s skipped a fire time: %s", record.job_id, refused[0])
         if runs:
@@ -300,172 +235,14 @@ class CronService:
         self._set_next(job, plan.next_at)
         self._start(job, firing, runs, save=True)
 
-    def _start(self, job: _Job, firing: Firing | None, runs: list[CronRun], *, save: bool) -> None:
+    def _start(self, job: Job, firing: Firing | None, runs: list[CronRun], *, save: bool) -> None:
         nursery = self._nursery
         if nursery is None:
             raise RuntimeError("the cron service is not serving")
         after = job.firings[-1] if job.firings else None
         if firing is not None:
             job.firings.append(firing)
-        nursery.start_soon(self._settle, job, firing, after, runs, save)
-
-    async def _settle(
-        self,
-        job: _Job,
-        firing: Firing | None,
-        after: Firing | None,
-        runs: list[CronRun],
-        save: bool,
-    ) -> None:
-        """Store what the scheduler decided (next fire time, skipped and missed runs), then run
-        the firing, if any."""
-        try:
-            if save:
-                try:
-                    await self._save(job, runs)
-                except StoreError as exc:
-                    log.error(
-                        "cron job %s: could not store its schedule: %s", job.record.job_id, exc
-                    )
-            if firing is not None:
-                await self._fire(job, firing, after)
-        finally:
-            if firing is not None:
-                if firing in job.firings:
-                    job.firings.remove(firing)
-                firing.started.set()
-                firing.done.set()
-
-    # -- one firing --------------------------------------------------------------------------
-
-    async def _fire(self, job: _Job, firing: Firing, after: Firing | None) -> None:
-        outcome: tuple[str, str | None] | None = None
-        try:
-            with firing.scope:
-                if after is not None:
-                    await after.done.wait()
-                self._slots.total_tokens = self._gateway.config.cron.max_concurrent
-                async with self._slots:
-                    outcome = await self._execute(job, firing)
-            if outcome is None:
-                outcome = ("cancelled", firing.cancel_reason or "cancelled")
-        except StoreError as exc:
-            log.error("cron firing %s: %s", firing.cron_run_id, exc)
-            outcome = ("failed", f"storage failed: {exc}")
-        except Exception as exc:
-            log.exception("cron firing %s crashed", firing.cron_run_id)
-            outcome = ("failed", f"internal error: {type(exc).__name__}")
-        finally:
-            if outcome is None:  # cancelled from outside: the gateway is stopping
-                outcome = ("cancelled", "gateway shutting down")
-            with trio.CancelScope(shield=True), trio.move_on_after(FINISH_TIMEOUT_S):
-                try:
-                    await self._finish(job, firing, *outcome)
-                except Exception:  # one firing's bookkeeping must not take the scheduler down
-                    log.exception("cron firing %s could not be finished", firing.cron_run_id)
-
-    async def _execute(self, job: _Job, firing: Firing) -> tuple[str, str | None]:
-        """Record the firing, start its agent run and wait for the run's end."""
-        firing.began = trio.current_time()
-        started_at = format_ts(self.clock.now())
-        firing.record = CronRun(
-            firing.cron_run_id,
-            job.record.job_id,
-            firing.trigger,
-            check_initial("running"),
-            scheduled_for=firing.scheduled_for,
-            started_at=started_at,
-        )
-        job.record = attrs.evolve(job.record, last_run_at=started_at, last_status="running")
-        await self._save(job, [firing.record])
-        record = job.record
-        try:
-            run = await self._gateway.runs.start(
-                record.prompt,
-                session_key=record.session_key,
-                agent_id=record.agent_id,
-                model=record.model,
-            )
-        except (ResourceNotFound, InvalidParams) as exc:
-            # The agent or the model is gone: this firing fails, the job keeps its schedule.
-            firing.start_error = exc
-            self._publish_triggered(firing)
-            return "failed", f"could not start the agent run: {exc.message}"
-        firing.run_id = run.run_id
-        firing.record = attrs.evolve(firing.record, run_id=run.run_id)
-        await self._save(job, [firing.record])
-        self._publish_triggered(firing)
-        firing.started.set()
-        final = await self._gateway.runs.wait_finished(run.run_id)
-        firing.run_ended = True
-        return _run_result(final, None)
-
-    async def _finish(self, job: _Job, firing: Firing, status: str, error: str | None) -> None:
-        """Record the outcome, then publish it. A firing ended before it could start (deleted
-        job, shutdown) is recorded too, with what stopped it."""
-        if firing.record is None:
-            firing.record = CronRun(
-                firing.cron_run_id,
-                job.record.job_id,
-                firing.trigger,
-                check_initial("running"),
-                scheduled_for=firing.scheduled_for,
-            )
-            error = f"{error}, before it started"
-        if firing.run_id is not None and not firing.run_ended:
-            status, error = await self._run_outcome(firing.run_id, firing.cancel_reason or error)
-        firing.record = attrs.evolve(
-            firing.record,
-            status=check_transition(firing.record.status, status),
-            finished_at=format_ts(self.clock.now()),
-            error=None if status == "completed" else error,
-        )
-        job.record = attrs.evolve(job.record, last_status=status)
-        try:
-            await self._save(job, [firing.record])
-        except StoreError as exc:
-            log.error("cron run %s: could not store its outcome: %s", firing.cron_run_id, exc)
-        began = firing.began
-        duration_ms = 0 if began is None else round((trio.current_time() - began) * 1000)
-        self._publish_end(firing.record, duration_ms=duration_ms)
-        log.info("cron job %s: firing %s %s", job.record.job_id, firing.cron_run_id, status)
-
-    async def _run_outcome(self, run_id: str, reason: str | None) -> tuple[str, str | None]:
-        """How the firing's agent run ended; cancelled (for ``reason``) if it is still live."""
-        runs = self._gateway.runs
-        cancelled_by_us = runs.live(run_id) is not None
-        try:
-            if cancelled_by_us:
-                await runs.cancel(run_id, reason or "cancelled")
-            final = await runs.wait_finished(run_id)
-        except ResourceNotFound:  # its own bookkeeping was cut short (a stop, a stuck disk)
-            return "failed", "its agent run ended without being recorded"
-        return _run_result(final, reason if cancelled_by_us else None)
-
-    def _publish_triggered(self, firing: Firing) -> None:
-        self._gateway.bus.publish(
-            "cron.triggered",
-            {
-                "job_id": firing.job_id,
-                "cron_run_id": firing.cron_run_id,
-                "run_id": firing.run_id,
-                "trigger": firing.trigger,
-                "scheduled_for": firing.scheduled_for,
-            },
-        )
-
-    def _publish_end(self, run: CronRun, *, duration_ms: int) -> None:
-        data: dict[str, Any] = {
-            "job_id": run.job_id,
-            "cron_run_id": run.cron_run_id,
-            "run_id": run.run_id,
-            "status": run.status,
-            "duration_ms": duration_ms,
-        }
-        if run.status == "completed":
-            self._gateway.bus.publish("cron.completed", data)
-        else:
-            self._gateway.bus.publish("cron.failed", {**data, "error": run.error})
+        nursery.start_soon(self._firings.settle, job, firing, after, runs, save)
 
     # -- methods -----------------------------------------------------------------------------
 
@@ -597,7 +374,7 @@ class CronService:
         job = self._job(job_id)
         job.record = attrs.evolve(job.record, enabled=False)
         self._set_next(job, None)
-        await self._save(job)
+        await job.save(self._gateway.store)
         return job.record
 
     async def resume(self, job_id: str) -> CronJob:
@@ -614,33 +391,6 @@ class CronService:
                 )
             job.record = attrs.evolve(job.record, enabled=True)
             self._set_next(job, next_at)
-            await self._save(job)
+            await job.save(self._gateway.store)
             self._wake()
         return job.record
-
-
-def _run_result(final: Run, reason: str | None) -> tuple[str, str | None]:
-    """A firing's outcome from its agent run's final record."""
-    if final.status == "cancelled":
-        return "cancelled", reason or "its agent run was cancelled"
-    if final.status in ("completed", "failed"):
-        return final.status, final.error
-    return "failed", f"its agent run was left {final.status}"
-
-
-def _not_run(job_id: str, status: str, trigger: str, scheduled_for: str, why: str) -> CronRun:
-    """The record of a fire time that did not run (``skipped`` or ``missed``)."""
-    return CronRun(
-        "crun_" + uuid.uuid4().hex,
-        job_id,
-        trigger,
-        check_initial(status),
-        scheduled_for=scheduled_for,
-        error=f"not run: {why}",
-    )
-
-
-def _elapsed_ms(start: str | None, end: str | None) -> int:
-    if start is None or end is None:
-        return 0
-    return max(0, round((parse_ts(end) - parse_ts(start)).total_seconds() * 1000))
