@@ -418,3 +418,31 @@ async def test_connect_as_notification_does_not_authenticate(
         {"jsonrpc": "2.0", "method": "connect", "params": {"token": gateway.owner_token}}
     )
     assert (await raw.call("health", id=1))["error"]["code"] == -32000
+
+
+async def test_events_written_straight_from_the_publisher_stay_framed(data_dir: object) -> None:
+    """Over a real socket an event goes into the kernel from the publishing task when it can.
+    A client that stops reading makes the kernel take only part of a frame: the rest must go
+    out first, before any later frame, or the stream would be garbage."""
+    config = Config(server=ServerConfig(send_queue=512, max_message_bytes=1 << 20))
+    big = "x" * 200_000
+    async with open_gateway(config, data_dir=data_dir) as gateway, trio.open_nursery() as outer:  # type: ignore[arg-type]
+        port = await outer.start(gateway.serve, "127.0.0.1", 0)
+        with trio.fail_after(10):
+            stream = await trio.open_tcp_stream("127.0.0.1", port)
+            async with stream:
+                raw = RawWebSocket(stream)
+                assert await raw.handshake() == 101
+                await raw.call("connect", {"token": gateway.owner_token})
+                await raw.call("events.subscribe", {"patterns": ["bulk.*"]})
+                for i in range(60):  # 12 MB: far more than loopback's socket buffers hold
+                    gateway.bus.publish("bulk.x", {"i": i, "pad": big})
+                    await trio.lowlevel.checkpoint()
+                received = []
+                while len(received) < 60:
+                    doc = await raw.receive_json()
+                    received.append((doc["params"]["data"]["i"], doc["params"]["data"]["pad"]))
+                assert [i for i, _ in received] == list(range(60))
+                assert all(pad == big for _, pad in received)
+                assert (await raw.call("health"))["result"]["status"] == "ok"
+        outer.cancel_scope.cancel()

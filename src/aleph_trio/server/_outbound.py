@@ -5,8 +5,9 @@ handler); events never wait: an event that finds the queue full makes ``offer`` 
 and the connection closes as a slow consumer. Frames waiting together leave in one write.
 
 Writing is combined: the task that queues a response writes the queue out itself when nobody is
-writing, which saves a scheduler pass per reply; anything left after one round, and every event,
-is written by the connection's writer task.
+writing, which saves a scheduler pass per reply; an event offered while nothing is queued or
+being written goes straight into the socket from the publishing task when the kernel takes it
+at once. Anything else is written by the connection's writer task.
 """
 
 from __future__ import annotations
@@ -58,6 +59,11 @@ class Outbound:
         """Queue a frame without waiting; ``False`` when the queue is full."""
         if self._broken:
             return True  # the connection is going away; nothing more will be written
+        if not self._frames and not self._flushing and self._transport.try_send_now(frame):
+            self.frames_sent += 1
+            if self._transport.has_tail:
+                self._writer.unpark()  # the kernel took part of it: the writer sends the rest
+            return True
         if len(self._frames) >= self.capacity:
             return False
         self._frames.append(frame)
@@ -67,7 +73,7 @@ class Outbound:
     async def serve_writer(self) -> None:
         """The connection's writer task: writes whatever ``offer`` queued or a round left."""
         while True:
-            if not self._frames or self._flushing:
+            if not (self._frames or self._transport.has_tail) or self._flushing:
                 await self._writer.park()
             await self._flush(rounds=None)
 
@@ -77,7 +83,7 @@ class Outbound:
         self._flushing = True
         done = 0
         try:
-            while self._frames and (rounds is None or done < rounds):
+            while (self._frames or self._transport.has_tail) and (rounds is None or done < rounds):
                 batch, self._frames = self._frames, []
                 self._room.unpark_all()
                 await self._transport.send_frames(batch)
