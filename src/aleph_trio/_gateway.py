@@ -40,6 +40,7 @@ from ._services import ServiceRegistry
 from ._sessions import SessionService
 from ._tools import ToolBox
 from .providers import ModelCatalog
+from .providers._http import http_client
 from .rpc import build_registry
 from .server import serve_listeners, serve_stream
 from .store import Store, open_sqlite_store
@@ -250,7 +251,7 @@ async def open_gateway(
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,
-            httpx.AsyncClient(follow_redirects=False) as http,
+            http_client() as http,
             trio.open_nursery() as nursery,
         ):
             interrupted = await store.fail_unfinished_runs(INTERRUPTED)

@@ -13,12 +13,14 @@ import httpx
 import msgspec
 
 from ._errors import ProviderError
+from ._transport import LeanTransport, env_proxy_mounts
 from ._types import ToolSpec
 
 __all__ = [
     "Endpoint",
     "error_detail",
     "function_tools",
+    "http_client",
     "ndjson_lines",
     "post_stream",
     "sse_data",
@@ -26,6 +28,14 @@ __all__ = [
 ]
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
+def http_client() -> httpx.AsyncClient:
+    """The HTTP client every provider shares: direct connections through :class:`LeanTransport`
+    (keep-alive, cheap streamed reads), proxies from the environment as httpx would set them."""
+    return httpx.AsyncClient(
+        transport=LeanTransport(), mounts=env_proxy_mounts(), follow_redirects=False
+    )
 
 
 @contextlib.asynccontextmanager

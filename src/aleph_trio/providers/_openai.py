@@ -107,7 +107,7 @@ class OpenAIProvider:
             contextlib.aclosing(sse_data(response)) as events,
         ):
             async for batch in events:
-                out: list[Delta] = []
+                out: list[Delta | str] = []  # text as bare strings, joined per read below
                 done = False
                 try:
                     for data in batch:
@@ -117,13 +117,13 @@ class OpenAIProvider:
                         finished = _chunk_deltas(data, where, out) or finished
                 except ProviderError:
                     if out:  # what came before the failure is shown first
-                        yield out
+                        yield _joined(out)
                     raise
                 if done and not finished:
                     finished = True
                     out.append(Finish("stop"))
                 if out:
-                    yield out
+                    yield _joined(out)
                 if done:
                     break
         if not finished:
@@ -174,8 +174,9 @@ class _Chunk(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Chunk).decode
 
 
-def _chunk_deltas(data: bytes, where: str, out: list[Delta]) -> bool:
-    """Append what one chunk says to ``out``; true when it finished the answer."""
+def _chunk_deltas(data: bytes, where: str, out: list[Delta | str]) -> bool:
+    """Append what one chunk says to ``out`` (its text as a bare string); true when it
+    finished the answer."""
     try:
         chunk = _decode(data)
     except msgspec.DecodeError:
@@ -191,8 +192,8 @@ def _chunk_deltas(data: bytes, where: str, out: list[Delta]) -> bool:
             if isinstance(reasoning, str) and reasoning:
                 out.append(ThinkingDelta(reasoning))
             content = delta.content
-            if isinstance(content, str) and content:
-                out.append(TextDelta(content))
+            if content.__class__ is str and content:
+                out.append(content)
             for call in delta.tool_calls or ():
                 function = call.function or _NO_FUNCTION
                 arguments = function.arguments
@@ -217,6 +218,24 @@ def _chunk_deltas(data: bytes, where: str, out: list[Delta]) -> bool:
 
 
 _NO_FUNCTION = _Function()
+
+
+def _joined(out: list[Delta | str]) -> list[Delta]:
+    """Each run of text pieces as one :class:`TextDelta`: a read of 300 chunks is one delta,
+    not 300 for the agent loop to handle one by one."""
+    result: list[Delta] = []
+    texts: list[str] = []
+    for item in out:
+        if isinstance(item, str):
+            texts.append(item)
+        else:
+            if texts:
+                result.append(TextDelta("".join(texts)))
+                texts = []
+            result.append(item)
+    if texts:
+        result.append(TextDelta("".join(texts)))
+    return result
 
 
 def _count(value: Any) -> int:
