@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -377,6 +378,17 @@ async def test_pings_answered_keep_connection(
     assert (await raw.call("health", id=2))["result"]["status"] == "ok"
 
 
+@contextlib.asynccontextmanager
+async def tcp_client(gateway: Gateway, port: int) -> AsyncIterator[RawWebSocket]:
+    """A raw client over a real TCP connection, upgraded and authenticated as the owner."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        raw = RawWebSocket(stream)
+        assert await raw.handshake() == 101
+        await raw.call("connect", {"token": gateway.owner_token})
+        yield raw
+
+
 # -- shutdown --------------------------------------------------------------------------------
 
 
@@ -390,11 +402,7 @@ async def test_cancelling_serve_closes_clients_1001(data_dir: object) -> None:
 
         port = await outer.start(serve)
         with trio.fail_after(5):
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                raw = RawWebSocket(stream)
-                assert await raw.handshake() == 101
-                await raw.call("connect", {"token": gateway.owner_token})
+            async with tcp_client(gateway, port) as raw:
                 serving.cancel()
                 assert (await raw.wait_closed()).code == 1001
 
@@ -429,11 +437,7 @@ async def test_events_written_straight_from_the_publisher_stay_framed(data_dir: 
     async with open_gateway(config, data_dir=data_dir) as gateway, trio.open_nursery() as outer:  # type: ignore[arg-type]
         port = await outer.start(gateway.serve, "127.0.0.1", 0)
         with trio.fail_after(10):
-            stream = await trio.open_tcp_stream("127.0.0.1", port)
-            async with stream:
-                raw = RawWebSocket(stream)
-                assert await raw.handshake() == 101
-                await raw.call("connect", {"token": gateway.owner_token})
+            async with tcp_client(gateway, port) as raw:
                 await raw.call("events.subscribe", {"patterns": ["bulk.*"]})
                 for i in range(60):  # 12 MB: far more than loopback's socket buffers hold
                     gateway.bus.publish("bulk.x", {"i": i, "pad": big})

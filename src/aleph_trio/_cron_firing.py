@@ -115,14 +115,7 @@ class FiringRunner:
         """Record the firing, start its agent run and wait for the run's end."""
         firing.began = trio.current_time()
         started_at = format_ts(self._now())
-        firing.record = CronRun(
-            firing.cron_run_id,
-            job.record.job_id,
-            firing.trigger,
-            check_initial("running"),
-            scheduled_for=firing.scheduled_for,
-            started_at=started_at,
-        )
+        firing.record = _running_record(job, firing, started_at)
         job.record = attrs.evolve(job.record, last_run_at=started_at, last_status="running")
         await job.save(self._gateway.store, [firing.record])
         record = job.record
@@ -151,13 +144,7 @@ class FiringRunner:
         """Record the outcome, then publish it. A firing ended before it could start (deleted
         job, shutdown) is recorded too, with what stopped it."""
         if firing.record is None:
-            firing.record = CronRun(
-                firing.cron_run_id,
-                job.record.job_id,
-                firing.trigger,
-                check_initial("running"),
-                scheduled_for=firing.scheduled_for,
-            )
+            firing.record = _running_record(job, firing, None)
             error = f"{error}, before it started"
         if firing.run_id is not None and not firing.run_ended:
             status, error = await self._run_outcome(firing.run_id, firing.cancel_reason or error)
@@ -229,3 +216,15 @@ def _elapsed_ms(start: str | None, end: str | None) -> int:
     if start is None or end is None:
         return 0
     return max(0, round((parse_ts(end) - parse_ts(start)).total_seconds() * 1000))
+
+
+def _running_record(job: Job, firing: Firing, started_at: str | None) -> CronRun:
+    """The firing's record as it starts (``started_at`` is unknown for one that never did)."""
+    return CronRun(
+        firing.cron_run_id,
+        job.record.job_id,
+        firing.trigger,
+        check_initial("running"),
+        scheduled_for=firing.scheduled_for,
+        started_at=started_at,
+    )

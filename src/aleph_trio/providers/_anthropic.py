@@ -15,7 +15,7 @@ import httpx
 import msgspec
 
 from ._errors import ProviderError
-from ._http import Endpoint, sse_data, tool_arguments
+from ._http import Endpoint, decoded_batches, sse_data, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -123,19 +123,12 @@ class AnthropicProvider:
         async with (
             self._endpoint.post(self._body(request), headers) as response,
             contextlib.aclosing(sse_data(response)) as events,
+            contextlib.aclosing(decoded_batches(events, state.read)) as batches,
         ):
-            async for batch in events:
-                out: list[Delta] = []
-                try:
-                    stopped = any(state.read(data, out) for data in batch)
-                except ProviderError:
-                    if out:  # what came before the failure is shown first
-                        yield out
-                    raise
-                if out:
-                    yield out
-                if stopped:
-                    return
+            async for batch in batches:
+                yield batch
+        if state.finished:
+            return
         raise ProviderError(
             f"{where} ended the stream without finishing the answer", retryable=True
         )
@@ -150,6 +143,7 @@ class _StreamState:
     prompt_tokens: int = 0
     output_tokens: int = 0
     stop: str | None = None
+    finished: bool = False  #: ``message_stop`` has come
 
     def read(self, data: bytes, out: list[Delta]) -> bool:
         """Append what one event says to ``out``; true once the message has stopped."""
@@ -186,6 +180,7 @@ class _StreamState:
         elif kind == "message_stop":
             out.append(Usage(self.prompt_tokens, self.output_tokens))
             out.append(Finish(_STOP.get(self.stop or "end_turn", "stop")))  # type: ignore[arg-type]
+            self.finished = True
             return True
         elif kind == "error":
             error = event.get("error") or {}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import httpx
@@ -14,10 +14,11 @@ import msgspec
 
 from ._errors import ProviderError
 from ._transport import LeanTransport, env_proxy_mounts
-from ._types import ToolSpec
+from ._types import Delta, ToolSpec
 
 __all__ = [
     "Endpoint",
+    "decoded_batches",
     "error_detail",
     "function_tools",
     "http_client",
@@ -26,6 +27,8 @@ __all__ = [
     "sse_data",
     "tool_arguments",
 ]
+
+T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
@@ -217,3 +220,23 @@ def _ndjson(line: bytes, where: str) -> dict[str, Any]:
 
 
 _decode_json = msgspec.json.Decoder().decode
+
+
+async def decoded_batches(
+    raw_batches: AsyncIterator[list[T]], read: Callable[[T, list[Delta]], bool]
+) -> AsyncGenerator[list[Delta], None]:
+    """Each batch of wire items (events, lines) as one batch of deltas: ``read`` appends what
+    one item says and answers true once the answer is complete, which ends the stream. When an
+    item fails, what the items before it said goes out first, then the failure."""
+    async for batch in raw_batches:
+        out: list[Delta] = []
+        try:
+            done = any(read(item, out) for item in batch)
+        except ProviderError:
+            if out:
+                yield out
+            raise
+        if out:
+            yield out
+        if done:
+            return

@@ -11,7 +11,7 @@ import attrs
 import httpx
 
 from ._errors import ProviderError
-from ._http import Endpoint, function_tools, ndjson_lines, tool_arguments
+from ._http import Endpoint, decoded_batches, function_tools, ndjson_lines, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -82,20 +82,13 @@ class OllamaProvider:
         state = _StreamState(where)
         async with (
             self._endpoint.post(self._body(request), {}) as response,
-            contextlib.aclosing(ndjson_lines(response, where)) as batches,
+            contextlib.aclosing(ndjson_lines(response, where)) as lines,
+            contextlib.aclosing(decoded_batches(lines, state.read)) as batches,
         ):
             async for batch in batches:
-                out: list[Delta] = []
-                try:
-                    done = any(state.read(line, out) for line in batch)
-                except ProviderError:
-                    if out:  # what came before the failure is shown first
-                        yield out
-                    raise
-                if out:
-                    yield out
-                if done:
-                    return
+                yield batch
+        if state.finished:
+            return
         raise ProviderError(
             f"{where} ended the stream without finishing the answer", retryable=True
         )
@@ -107,6 +100,7 @@ class _StreamState:
 
     where: str
     calls: int = 0  #: tool calls so far; each arrives whole, numbered in order
+    finished: bool = False  #: the ``done`` line has come
 
     def read(self, line: dict[str, Any], out: list[Delta]) -> bool:
         """Append what one line says to ``out``; true once the answer is done."""
@@ -137,4 +131,5 @@ class _StreamState:
             )
         reason = "tool_calls" if self.calls else _DONE.get(str(line.get("done_reason")), "stop")
         out.append(Finish(reason))  # type: ignore[arg-type]
+        self.finished = True
         return True
