@@ -41,6 +41,9 @@ class LLMServer:
     script: list[Reply] = attrs.Factory(list)
     requests: list[Recorded] = attrs.Factory(list)
     open_connections: int = 0
+    connections_accepted: int = 0
+    #: Answer with chunked bodies and serve further requests on the same connection.
+    keep_alive: bool = False
     _all_closed: trio.Event = attrs.Factory(trio.Event)
     _arrived: trio.lowlevel.ParkingLot = attrs.Factory(trio.lowlevel.ParkingLot)
 
@@ -62,39 +65,20 @@ class LLMServer:
         if self.open_connections == 0:
             self._all_closed = trio.Event()
         self.open_connections += 1
+        self.connections_accepted += 1
         try:
             buffer = b""
-            while b"\r\n\r\n" not in buffer:
-                chunk = await stream.receive_some(65536)
-                if not chunk:
+            while True:
+                request, buffer = await self._read_request(stream, buffer)
+                if request is None:
                     return
-                buffer += chunk
-            head, body = buffer.split(b"\r\n\r\n", 1)
-            lines = head.decode().split("\r\n")
-            method, path, _ = lines[0].split(" ", 2)
-            headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-            length = int(headers.get("content-length", "0"))
-            while len(body) < length:
-                body += await stream.receive_some(65536)
-            self.requests.append(
-                Recorded(method, path, headers, json.loads(body) if body else None)
-            )
-            self._arrived.unpark_all()
-            reply = self.script.pop(0) if self.script else Reply(404, [b"no script"], "text/plain")
-            await stream.send_all(
-                f"HTTP/1.1 {reply.status} X\r\ncontent-type: {reply.content_type}\r\n"
-                "connection: close\r\n\r\n".encode()
-            )
-            for part in reply.parts:
-                if part is DROP:
+                self.requests.append(request)
+                self._arrived.unpark_all()
+                reply = (
+                    self.script.pop(0) if self.script else Reply(404, [b"no script"], "text/plain")
+                )
+                if not await self._answer(stream, reply) or not self.keep_alive:
                     return
-                if isinstance(part, float | int):
-                    # Pause, but notice at once if the client goes away meanwhile.
-                    with trio.move_on_after(part):
-                        if not await stream.receive_some(1):
-                            return
-                    continue
-                await stream.send_all(part.encode() if isinstance(part, str) else part)
         except trio.BrokenResourceError:
             pass
         finally:
@@ -102,6 +86,50 @@ class LLMServer:
             if self.open_connections == 0:
                 self._all_closed.set()
             await stream.aclose()
+
+    @staticmethod
+    async def _read_request(
+        stream: trio.SocketStream, buffer: bytes
+    ) -> tuple[Recorded | None, bytes]:
+        while b"\r\n\r\n" not in buffer:
+            chunk = await stream.receive_some(65536)
+            if not chunk:
+                return None, b""
+            buffer += chunk
+        head, body = buffer.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        method, path, _ = lines[0].split(" ", 2)
+        headers = {k.lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        while len(body) < length:
+            body += await stream.receive_some(65536)
+        request = Recorded(method, path, headers, json.loads(body[:length]) if length else None)
+        return request, body[length:]
+
+    async def _answer(self, stream: trio.SocketStream, reply: Reply) -> bool:
+        """Send ``reply``; false when it ended the connection (``DROP``, the client left).
+        With ``keep_alive`` the body is chunked, so the connection can carry the next request."""
+        framing = "transfer-encoding: chunked" if self.keep_alive else "connection: close"
+        await stream.send_all(
+            f"HTTP/1.1 {reply.status} X\r\ncontent-type: {reply.content_type}\r\n"
+            f"{framing}\r\n\r\n".encode()
+        )
+        for part in reply.parts:
+            if part is DROP:
+                return False
+            if isinstance(part, float | int):
+                # Pause, but notice at once if the client goes away meanwhile.
+                with trio.move_on_after(part):
+                    if not await stream.receive_some(1):
+                        return False
+                continue
+            data = part.encode() if isinstance(part, str) else part
+            if self.keep_alive:
+                data = b"%x\r\n%s\r\n" % (len(data), data)
+            await stream.send_all(data)
+        if self.keep_alive:
+            await stream.send_all(b"0\r\n\r\n")
+        return True
 
 
 @asynccontextmanager

@@ -255,6 +255,61 @@ async def test_cancel_closes_the_provider_request_and_nothing_follows(
         await assert_quiet(client, seconds=0.3)
 
 
+async def test_model_calls_reuse_one_kept_alive_connection(llm: LLMServer, data_dir: Path) -> None:
+    """A run with a tool call makes two model calls and the next run a third, all on one
+    connection; the gateway's shutdown closes it."""
+    llm.keep_alive = True
+    llm.script.append(
+        Reply(parts=sse(tool_piece(0, '{"content": "tea"}', id="c0", name="memory_store")))
+    )
+    llm.script.append(Reply(parts=sse(text("Noted.", "stop"))))
+    llm.script.append(Reply(parts=sse(text("Again.", "stop"))))
+    async with gateway_for(llm, data_dir) as client:
+        first = await run_events(client, await start(client, "note tea"))
+        second = await run_events(client, await start(client, "hi"))
+        assert (chunks(first), chunks(second)) == ("Noted.", "Again.")
+        assert len(llm.requests) == 3
+        assert llm.connections_accepted == 1
+        assert llm.open_connections == 1  # idle in the pool
+    with trio.fail_after(2):
+        await llm.wait_all_closed()
+
+
+async def test_an_answer_whose_body_never_ends_completes_anyway(
+    llm: LLMServer, data_dir: Path
+) -> None:
+    """After the end marker the gateway waits only briefly for the body's end; a server that
+    stalls there costs its connection, not the run."""
+    llm.keep_alive = True
+    llm.script.append(Reply(parts=[*sse(text("ok", "stop")), 30.0]))
+    llm.script.append(Reply(parts=sse(text("next", "stop"))))
+    async with gateway_for(llm, data_dir) as client:
+        with trio.fail_after(5):
+            events = await run_events(client, await start(client, "hi"))
+        assert (chunks(events), topics(events)[-1]) == ("ok", "agent.completed")
+        assert chunks(await run_events(client, await start(client, "again"))) == "next"
+        assert llm.connections_accepted == 2
+
+
+async def test_a_cancelled_answer_never_leaves_its_connection_in_the_pool(
+    llm: LLMServer, data_dir: Path
+) -> None:
+    """What is left of a cancelled answer would precede the next one: that connection is
+    closed, and the next run opens a new one."""
+    llm.keep_alive = True
+    llm.script.append(Reply(parts=[*sse(text("tick "), done=False), 30.0, *sse(text("late"))]))
+    llm.script.append(Reply(parts=sse(text("fresh", "stop"))))
+    async with gateway_for(llm, data_dir) as client:
+        run_id = await start(client, "hi")
+        await wait_event(client, "stream.chunk", run_id=run_id)
+        with trio.fail_after(2):
+            await client.call("agent.cancel", {"run_id": run_id})
+            await llm.wait_all_closed()
+        events = await run_events(client, await start(client, "again"))
+        assert chunks(events) == "fresh"
+        assert llm.connections_accepted == 2
+
+
 async def test_input_sent_while_running_is_handed_over_at_the_next_turn(
     llm: LLMServer, data_dir: Path
 ) -> None:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import attrs
 import httpx
 import msgspec
+import trio
 
 from ._errors import ProviderError
 from ._transport import LeanTransport, env_proxy_mounts
@@ -19,6 +20,7 @@ from ._types import Delta, ToolSpec
 __all__ = [
     "Endpoint",
     "decoded_batches",
+    "drain",
     "error_detail",
     "function_tools",
     "http_client",
@@ -239,4 +241,22 @@ async def decoded_batches(
         if out:
             yield out
         if done:
+            await drain(raw_batches)
             return
+
+
+#: How long the rest of a body may take to arrive once the answer is complete (the end marker
+#: is usually followed at once by the body's end).
+DRAIN_GRACE_S = 0.5
+
+
+async def drain(items: AsyncIterator[object]) -> None:
+    """Read what follows an answer's end marker until the body ends, for at most
+    :data:`DRAIN_GRACE_S`: a body read to its end lets its connection go back to the pool,
+    one left early is closed. Whatever comes after the answer cannot fail it."""
+    with trio.move_on_after(DRAIN_GRACE_S):
+        try:
+            async for _ in items:
+                pass
+        except (ProviderError, httpx.HTTPError):
+            pass

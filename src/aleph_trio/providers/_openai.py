@@ -18,7 +18,7 @@ import httpx
 import msgspec
 
 from ._errors import ProviderError
-from ._http import Endpoint, error_detail, function_tools, sse_data
+from ._http import Endpoint, drain, error_detail, function_tools, sse_data
 from ._types import (
     ChatMessage,
     Delta,
@@ -125,6 +125,7 @@ class OpenAIProvider:
                 if out:
                     yield _joined(out)
                 if done:
+                    await drain(events)
                     break
         if not finished:
             raise ProviderError(
