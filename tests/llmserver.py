@@ -25,6 +25,7 @@ class Reply:
     status: int = 200
     parts: list[Any] = attrs.Factory(list)  # bytes, str, DROP, or a float (seconds to pause)
     content_type: str = "text/event-stream"
+    headers: dict[str, str] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -110,9 +111,10 @@ class LLMServer:
         """Send ``reply``; false when it ended the connection (``DROP``, the client left).
         With ``keep_alive`` the body is chunked, so the connection can carry the next request."""
         framing = "transfer-encoding: chunked" if self.keep_alive else "connection: close"
+        extra = "".join(f"{name}: {value}\r\n" for name, value in reply.headers.items())
         await stream.send_all(
             f"HTTP/1.1 {reply.status} X\r\ncontent-type: {reply.content_type}\r\n"
-            f"{framing}\r\n\r\n".encode()
+            f"{extra}{framing}\r\n\r\n".encode()
         )
         for part in reply.parts:
             if part is DROP:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import itertools
 import json
 from collections.abc import AsyncIterator
@@ -12,7 +14,7 @@ import trio
 from hypothesis import given, strategies as st
 
 from aleph_trio.providers._errors import ProviderError
-from aleph_trio.providers._http import ndjson_lines, sse_data
+from aleph_trio.providers._http import ndjson_lines, retry_after, sse_data
 
 
 def response(parts: list[bytes]) -> httpx.Response:
@@ -98,3 +100,29 @@ async def test_ndjson_shows_the_lines_before_a_broken_one() -> None:
     with pytest.raises(ProviderError, match="malformed stream line"):
         await read()
     assert got == [{"a": 1}, {"b": 2}]
+
+
+@pytest.mark.parametrize(
+    ("header", "low", "high"),
+    [
+        ("120", 120, 120),
+        (" 0 ", 0, 0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0, 0),  # in the past: at once
+        ("soon", None, None),
+        ("-5", None, None),
+    ],
+)
+def test_retry_after_header(header: str, low: float | None, high: float | None) -> None:
+    got = retry_after(header)
+    if low is None:
+        assert got is None
+    else:
+        assert got is not None and low <= got <= high  # type: ignore[operator]
+
+
+def test_retry_after_as_a_date_ahead() -> None:
+    ahead = email.utils.format_datetime(
+        datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=90), usegmt=True
+    )
+    got = retry_after(ahead)
+    assert got is not None and 80 <= got <= 91

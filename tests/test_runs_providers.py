@@ -191,6 +191,33 @@ async def test_retryable_failures_are_retried_before_output(llm: LLMServer, data
         assert len(llm.requests) == 3
 
 
+async def test_retry_after_is_waited_out(
+    llm: LLMServer, data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    llm.script += [
+        Reply(429, ["slow down"], "text/plain", headers={"retry-after": "30"}),
+        Reply(parts=sse(text("ok", "stop"))),
+    ]
+    async with gateway_for(llm, data_dir, provider_retries=2) as client:
+        before = trio.current_time()
+        events = await run_events(client, await start(client, "hi"), timeout=120)
+        assert chunks(events) == "ok"
+        assert trio.current_time() - before >= 30
+
+
+async def test_a_retry_after_too_long_to_wait_fails_at_once(
+    llm: LLMServer, data_dir: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    llm.script.append(Reply(429, ["quota"], "text/plain", headers={"retry-after": "3600"}))
+    async with gateway_for(llm, data_dir, provider_retries=2) as client:
+        before = trio.current_time()
+        events = await run_events(client, await start(client, "hi"))
+        assert topics(events)[-1] == "agent.error"
+        assert "retry after 3600 s" in events[-1].data["error"]["message"]
+        assert trio.current_time() - before < 30
+        assert len(llm.requests) == 1
+
+
 @pytest.mark.parametrize(
     ("reply", "words"),
     [

@@ -43,6 +43,8 @@ log = component_logger("runs")
 
 #: First pause before retrying a model call that failed before any output; doubles each time.
 RETRY_BACKOFF_S = 1.0
+#: The longest ``Retry-After`` a run waits out; a provider asking for more fails the run.
+MAX_RETRY_AFTER_S = 60.0
 
 
 class RunFailure(Exception):
@@ -133,8 +135,16 @@ async def _call_model(live: LiveRun, request: ModelRequest, *, retries: int) -> 
             return await _stream(live, request)
         except ProviderError as exc:
             nothing_shown = live.received == produced
+            delay = RETRY_BACKOFF_S * 2**attempt
+            if exc.retry_after is not None:
+                delay = max(delay, exc.retry_after)
             if exc.retryable and nothing_shown and attempt < retries:
-                delay = RETRY_BACKOFF_S * 2**attempt
+                if delay > MAX_RETRY_AFTER_S:  # not worth holding the run (and its slot) for
+                    raise RunFailure(
+                        f"model {live.model.id}: {exc.message} "
+                        f"(the provider asks to retry after {delay:g} s)",
+                        ErrorCode.INTERNAL_ERROR,
+                    ) from None
                 log.warning("run %s: %s; retrying in %g s", live.run_id, exc.message, delay)
                 attempt += 1
                 await trio.sleep(delay)

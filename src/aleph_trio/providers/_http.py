@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.utils
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
@@ -26,6 +28,7 @@ __all__ = [
     "http_client",
     "ndjson_lines",
     "post_stream",
+    "retry_after",
     "sse_data",
     "tool_arguments",
 ]
@@ -67,6 +70,7 @@ async def post_stream(
                     status=response.status_code,
                     retryable=response.status_code in RETRYABLE_STATUS
                     or response.status_code >= 500,
+                    retry_after=retry_after(response.headers.get("retry-after")),
                 )
             yield response
     except httpx.TimeoutException:
@@ -132,6 +136,22 @@ def tool_arguments(text: str) -> dict[str, Any]:
 def _reason(exc: Exception) -> str:
     text = str(exc)
     return text[:200] if text else type(exc).__name__
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
 
 
 def error_detail(body: bytes) -> str:
