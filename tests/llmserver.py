@@ -8,6 +8,7 @@ mid-answer.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,8 @@ from typing import Any
 
 import attrs
 import trio
+
+from aleph_trio.providers import ModelRequest, Provider, TextDelta
 
 DROP = object()
 
@@ -150,3 +153,18 @@ def sse(*chunks: object, done: bool = True) -> list[str]:
     if done:
         parts.append("data: [DONE]\n\n")
     return parts
+
+
+async def all_deltas(provider: Provider, request: ModelRequest) -> list[object]:
+    """Every delta of one model call, adjacent text joined: providers join the text of one
+    read, and where reads fall is up to the network."""
+    got: list[object] = []
+    with trio.fail_after(10):
+        async with contextlib.aclosing(provider.stream(request)) as batches:
+            async for batch in batches:
+                for delta in batch:
+                    if isinstance(delta, TextDelta) and got and isinstance(got[-1], TextDelta):
+                        got[-1] = TextDelta(got[-1].text + delta.text)
+                    else:
+                        got.append(delta)
+    return got

@@ -23,7 +23,7 @@ from aleph_trio.providers import (
 )
 from aleph_trio.providers._errors import ProviderError
 from aleph_trio.providers._openai import OpenAIProvider
-from llmserver import DROP, LLMServer, Reply, serve_llm, sse
+from llmserver import DROP, LLMServer, Reply, all_deltas, serve_llm, sse
 
 KEY = "sk-test-secret-123"
 
@@ -47,18 +47,7 @@ def request(text: str = "hi", **kw: object) -> ModelRequest:
 
 
 async def run(provider: OpenAIProvider, req: ModelRequest | None = None) -> list[object]:
-    """Every delta, adjacent text joined: the provider joins the text of one read, and where
-    the reads fall is up to the network."""
-    with trio.fail_after(10):
-        async with contextlib.aclosing(provider.stream(req or request())) as deltas:
-            got: list[object] = []
-            async for batch in deltas:
-                for delta in batch:
-                    if isinstance(delta, TextDelta) and got and isinstance(got[-1], TextDelta):
-                        got[-1] = TextDelta(got[-1].text + delta.text)
-                    else:
-                        got.append(delta)
-            return got
+    return await all_deltas(provider, req or request())
 
 
 def chunk(delta: dict[str, object], finish: str | None = None) -> dict[str, object]:

@@ -22,7 +22,6 @@ from ._types import (
     Finish,
     ModelInfo,
     ModelRequest,
-    TextDelta,
     ThinkingDelta,
     ToolCallDelta,
     Usage,
@@ -145,8 +144,8 @@ class _StreamState:
     stop: str | None = None
     finished: bool = False  #: ``message_stop`` has come
 
-    def read(self, data: bytes, out: list[Delta]) -> bool:
-        """Append what one event says to ``out``; true once the message has stopped."""
+    def read(self, data: bytes, out: list[Delta | str]) -> bool:
+        """Append what one event says to ``out`` (text as a bare string); true once stopped."""
         try:
             event = _decode(data)
         except msgspec.DecodeError:
@@ -156,7 +155,7 @@ class _StreamState:
             delta = event.get("delta") or {}
             dtype = delta.get("type")
             if dtype == "text_delta" and delta.get("text"):
-                out.append(TextDelta(delta["text"]))
+                out.append(str(delta["text"]))
             elif dtype == "thinking_delta" and delta.get("thinking"):
                 out.append(ThinkingDelta(delta["thinking"]))
             elif dtype == "input_json_delta":

@@ -17,7 +17,7 @@ import trio
 
 from ._errors import ProviderError
 from ._transport import LeanTransport, env_proxy_mounts
-from ._types import Delta, ToolSpec
+from ._types import Delta, TextDelta, ToolSpec
 
 __all__ = [
     "Endpoint",
@@ -26,6 +26,7 @@ __all__ = [
     "error_detail",
     "function_tools",
     "http_client",
+    "joined_text",
     "ndjson_lines",
     "post_stream",
     "retry_after",
@@ -245,21 +246,22 @@ _decode_json = msgspec.json.Decoder().decode
 
 
 async def decoded_batches(
-    raw_batches: AsyncIterator[list[T]], read: Callable[[T, list[Delta]], bool]
+    raw_batches: AsyncIterator[list[T]], read: Callable[[T, list[Delta | str]], bool]
 ) -> AsyncGenerator[list[Delta], None]:
     """Each batch of wire items (events, lines) as one batch of deltas: ``read`` appends what
-    one item says and answers true once the answer is complete, which ends the stream. When an
-    item fails, what the items before it said goes out first, then the failure."""
+    one item says (text as bare strings) and answers true once the answer is complete, which
+    ends the stream. When an item fails, what the items before it said goes out first, then
+    the failure."""
     async for batch in raw_batches:
-        out: list[Delta] = []
+        out: list[Delta | str] = []
         try:
             done = any(read(item, out) for item in batch)
         except ProviderError:
             if out:
-                yield out
+                yield joined_text(out)
             raise
         if out:
-            yield out
+            yield joined_text(out)
         if done:
             await drain(raw_batches)
             return
@@ -280,3 +282,21 @@ async def drain(items: AsyncIterator[object]) -> None:
                 pass
         except (ProviderError, httpx.HTTPError):
             pass
+
+
+def joined_text(out: list[Delta | str]) -> list[Delta]:
+    """Each run of text pieces (appended as bare strings) as one :class:`TextDelta`: a read of
+    300 chunks is one delta, not 300 for the agent loop to handle one by one."""
+    result: list[Delta] = []
+    texts: list[str] = []
+    for item in out:
+        if isinstance(item, str):
+            texts.append(item)
+        else:
+            if texts:
+                result.append(TextDelta("".join(texts)))
+                texts = []
+            result.append(item)
+    if texts:
+        result.append(TextDelta("".join(texts)))
+    return result

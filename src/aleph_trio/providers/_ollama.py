@@ -18,7 +18,6 @@ from ._types import (
     Finish,
     ModelInfo,
     ModelRequest,
-    TextDelta,
     ThinkingDelta,
     ToolCallDelta,
     Usage,
@@ -102,8 +101,8 @@ class _StreamState:
     calls: int = 0  #: tool calls so far; each arrives whole, numbered in order
     finished: bool = False  #: the ``done`` line has come
 
-    def read(self, line: dict[str, Any], out: list[Delta]) -> bool:
-        """Append what one line says to ``out``; true once the answer is done."""
+    def read(self, line: dict[str, Any], out: list[Delta | str]) -> bool:
+        """Append what one line says to ``out`` (text as a bare string); true once done."""
         if isinstance(line.get("error"), str):
             message = line["error"][:200]
             raise ProviderError(f"{self.where} reported an error mid-stream: {message}")
@@ -111,7 +110,7 @@ class _StreamState:
         if message.get("thinking"):
             out.append(ThinkingDelta(str(message["thinking"])))
         if message.get("content"):
-            out.append(TextDelta(str(message["content"])))
+            out.append(str(message["content"]))
         for call in message.get("tool_calls") or []:
             function = call.get("function") or {}
             arguments = function.get("arguments")

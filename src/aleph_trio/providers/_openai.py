@@ -18,14 +18,13 @@ import httpx
 import msgspec
 
 from ._errors import ProviderError
-from ._http import Endpoint, drain, error_detail, function_tools, sse_data
+from ._http import Endpoint, drain, error_detail, function_tools, joined_text, sse_data
 from ._types import (
     ChatMessage,
     Delta,
     Finish,
     ModelInfo,
     ModelRequest,
-    TextDelta,
     ThinkingDelta,
     ToolCallDelta,
     Usage,
@@ -117,13 +116,13 @@ class OpenAIProvider:
                         finished = _chunk_deltas(data, where, out) or finished
                 except ProviderError:
                     if out:  # what came before the failure is shown first
-                        yield _joined(out)
+                        yield joined_text(out)
                     raise
                 if done and not finished:
                     finished = True
                     out.append(Finish("stop"))
                 if out:
-                    yield _joined(out)
+                    yield joined_text(out)
                 if done:
                     await drain(events)
                     break
@@ -219,24 +218,6 @@ def _chunk_deltas(data: bytes, where: str, out: list[Delta | str]) -> bool:
 
 
 _NO_FUNCTION = _Function()
-
-
-def _joined(out: list[Delta | str]) -> list[Delta]:
-    """Each run of text pieces as one :class:`TextDelta`: a read of 300 chunks is one delta,
-    not 300 for the agent loop to handle one by one."""
-    result: list[Delta] = []
-    texts: list[str] = []
-    for item in out:
-        if isinstance(item, str):
-            texts.append(item)
-        else:
-            if texts:
-                result.append(TextDelta("".join(texts)))
-                texts = []
-            result.append(item)
-    if texts:
-        result.append(TextDelta("".join(texts)))
-    return result
 
 
 def _count(value: Any) -> int:
