@@ -17,8 +17,5 @@ from ._records import (
     Session as Session,
     SessionFilter as SessionFilter,
 )
-from ._sqlite import (
-    SQLiteStore as SQLiteStore,
-    fts_query as fts_query,
-    open_sqlite_store as open_sqlite_store,
-)
+from ._sql_memory import fts_query as fts_query
+from ._sqlite import SQLiteStore as SQLiteStore, open_sqlite_store as open_sqlite_store

@@ -1,6 +1,16 @@
-"""The SQLite schema, as an ordered list of migrations. Never edit one that has shipped: append."""
+"""The SQLite schema, as an ordered list of migrations. Never edit one that has shipped: append.
+
+:func:`migrate` applies, one transaction each, the migrations a database has not had yet.
+"""
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from ._interface import StoreError
+
+__all__ = ["MIGRATIONS", "migrate"]
 
 MIGRATIONS: list[str] = [
     # 1: sessions, messages, runs, memory with full-text search, idempotency keys
@@ -133,3 +143,38 @@ MIGRATIONS: list[str] = [
     CREATE INDEX cron_runs_by_status ON cron_runs (status);
     """,
 ]
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    row = conn.execute("SELECT version FROM schema_version").fetchone()
+    version = row[0] if row else 0
+    if version > len(MIGRATIONS):
+        raise StoreError(
+            f"the database schema is version {version}, newer than this gateway understands "
+            f"({len(MIGRATIONS)}); run a newer aleph_trio or restore a backup"
+        )
+    for number in range(version, len(MIGRATIONS)):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+            conn.execute("DELETE FROM schema_version")
+            conn.execute("INSERT INTO schema_version (version) VALUES (?)", (number + 1,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration into statements (``executescript`` would commit on its own)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                yield buffer
+            buffer = ""
+    if buffer.strip():
+        yield buffer
