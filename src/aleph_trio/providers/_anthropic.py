@@ -6,7 +6,6 @@ Tool-use input arrives as ``input_json_delta`` pieces; each tool_use block becom
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncGenerator
 from typing import Any, final
 
@@ -15,7 +14,7 @@ import httpx
 import msgspec
 
 from ._errors import ProviderError
-from ._http import Endpoint, decoded_batches, sse_data, tool_arguments
+from ._http import Endpoint, sse_data, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -113,24 +112,12 @@ class AnthropicProvider:
         body["max_tokens"] = max_tokens
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         headers = {"anthropic-version": API_VERSION, "accept": "text/event-stream"}
         if self._api_key:
             headers["x-api-key"] = self._api_key
         where = self._endpoint.where
-        state = _StreamState(where)
-        async with (
-            self._endpoint.post(self._body(request), headers) as response,
-            contextlib.aclosing(sse_data(response)) as events,
-            contextlib.aclosing(decoded_batches(events, state.read)) as batches,
-        ):
-            async for batch in batches:
-                yield batch
-        if state.finished:
-            return
-        raise ProviderError(
-            f"{where} ended the stream without finishing the answer", retryable=True
-        )
+        return self._endpoint.answer(self._body(request), headers, sse_data, _StreamState(where))
 
 
 @attrs.define

@@ -8,7 +8,7 @@ import email.utils
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import attrs
 import httpx
@@ -20,6 +20,7 @@ from ._transport import LeanTransport, env_proxy_mounts
 from ._types import Delta, TextDelta, ToolSpec
 
 __all__ = [
+    "AnswerReader",
     "Endpoint",
     "decoded_batches",
     "drain",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+T_contra = TypeVar("T_contra", contravariant=True)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
@@ -112,6 +114,38 @@ class Endpoint:
             timeout=httpx.Timeout(self.timeout_s, connect=10.0),
             where=self.where,
         )
+
+    async def answer(
+        self,
+        body: dict[str, Any],
+        headers: dict[str, str],
+        split: Callable[[httpx.Response], AsyncGenerator[list[T], None]],
+        reader: AnswerReader[T],
+    ) -> AsyncGenerator[list[Delta], None]:
+        """POST ``body`` and stream the answer: ``split`` cuts the body into wire items (events,
+        lines) per read and ``reader`` turns them into deltas. An answer the body ended before
+        ``reader`` saw it finish is a retryable failure."""
+        async with (
+            self.post(body, headers) as response,
+            contextlib.aclosing(split(response)) as items,
+            contextlib.aclosing(decoded_batches(items, reader.read)) as batches,
+        ):
+            async for batch in batches:
+                yield batch
+        if not reader.finished:
+            raise ProviderError(
+                f"{self.where} ended the stream without finishing the answer", retryable=True
+            )
+
+
+class AnswerReader(Protocol[T_contra]):
+    """What a provider's wire items have said so far (see :meth:`Endpoint.answer`)."""
+
+    finished: bool
+
+    def read(self, item: T_contra, out: list[Delta | str], /) -> bool:
+        """Append what ``item`` says to ``out`` (text as bare strings); true once finished."""
+        ...
 
 
 def function_tools(tools: tuple[ToolSpec, ...]) -> list[dict[str, Any]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncGenerator
 from typing import Any, final
@@ -11,7 +10,7 @@ import attrs
 import httpx
 
 from ._errors import ProviderError
-from ._http import Endpoint, decoded_batches, function_tools, ndjson_lines, tool_arguments
+from ._http import Endpoint, function_tools, ndjson_lines, tool_arguments
 from ._types import (
     ChatMessage,
     Delta,
@@ -76,20 +75,13 @@ class OllamaProvider:
             body["options"] = {"num_predict": request.max_tokens}
         return body
 
-    async def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
+    def stream(self, request: ModelRequest) -> AsyncGenerator[list[Delta], None]:
         where = self._endpoint.where
-        state = _StreamState(where)
-        async with (
-            self._endpoint.post(self._body(request), {}) as response,
-            contextlib.aclosing(ndjson_lines(response, where)) as lines,
-            contextlib.aclosing(decoded_batches(lines, state.read)) as batches,
-        ):
-            async for batch in batches:
-                yield batch
-        if state.finished:
-            return
-        raise ProviderError(
-            f"{where} ended the stream without finishing the answer", retryable=True
+        return self._endpoint.answer(
+            self._body(request),
+            {},
+            lambda response: ndjson_lines(response, where),
+            _StreamState(where),
         )
 
 
