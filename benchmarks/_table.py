@@ -1,10 +1,12 @@
-"""The result table both benchmark scripts print (plain text) and save (Markdown)."""
+"""What every benchmark script shares about results: measuring the selected benchmarks while the
+machine is quiet, the table it prints (plain text) and saves (Markdown), and the lines that say
+which machine and which code were measured."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +123,39 @@ def keep_quietest(
                 "meanwhile; measuring again")  # fmt: skip
     assert best is not None
     return best
+
+
+def measure_selected(
+    names: Iterable[str],
+    runners: Mapping[str, tuple[str, Callable[[], dict[str, Any]]]],
+    *,
+    retries: int,
+    quiet: float,
+    in_budget: Callable[[], bool],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """Each named benchmark (``runners`` maps a name to its announcement and its measurement),
+    in order, through :func:`keep_quietest`."""
+    results: dict[str, Any] = {}
+    for name in names:
+        text, measure = runners[name]
+        say(text)
+        results[name] = keep_quietest(
+            name, measure, retries=retries, quiet=quiet, in_budget=in_budget, say=say
+        )
+    return results
+
+
+def machine_line(machine: dict[str, Any], libraries: Iterable[str], extra: str = "") -> str:
+    """``machine: <cpu>, <n> CPUs, <GiB>, <python>, [extra, ]<library versions>, kernel``."""
+    m, v = machine, machine["versions"]
+    parts = [m["cpu_model"], f"{m['cpus']} CPUs", f"{m['memory_gib']} GiB", m["python"]]
+    parts += [extra] if extra else []
+    parts += [f"{name} {v[name]}" for name in libraries]
+    return f"machine: {', '.join(parts)}, kernel {m['kernel']}"
+
+
+def code_line(machine: dict[str, Any]) -> str:
+    """``code: commit <sha>[ + modified src/], src sha256 <digest>``."""
+    modified = " + modified src/" if machine["src_modified"] else ""
+    return f"code: commit {machine['commit']}{modified}, src sha256 {machine['src_sha256']}"

@@ -67,7 +67,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import say, start_runner  # noqa: E402
-from _table import format_table, keep_quietest, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    code_line,
+    format_table,
+    machine_line,
+    make_row,
+    measure_selected,
+    write_report,
+)
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -682,7 +689,6 @@ def main() -> int:
     )
     started = time.perf_counter()
     wanted = args.only or BENCHMARKS
-    results: dict[str, Any] = {}
     runners: dict[str, tuple[str, Callable[[argparse.Namespace, Bench], dict[str, Any]]]] = {
         "approvals": (f"approvals: {args.approvals} pending on {args.askers} connections, "
                       f"{args.rounds} rounds", bench_approvals),
@@ -690,19 +696,17 @@ def main() -> int:
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="aleph-exec-bench-") as tmp:
         bench = Bench(Path(tmp), pin)
-        for name in BENCHMARKS:
-            if name not in wanted:
-                continue
-            text, run_bench = runners[name]
-            say(text)
-            results[name] = keep_quietest(
-                name,
-                functools.partial(run_bench, args, bench),
-                retries=args.retries,
-                quiet=args.quiet,
-                in_budget=lambda: time.perf_counter() - started < args.budget,
-                say=say,
-            )
+        results = measure_selected(
+            [name for name in BENCHMARKS if name in wanted],
+            {
+                name: (text, functools.partial(run_bench, args, bench))
+                for name, (text, run_bench) in runners.items()
+            },
+            retries=args.retries,
+            quiet=args.quiet,
+            in_budget=lambda: time.perf_counter() - started < args.budget,
+            say=say,
+        )
     signal.setitimer(signal.ITIMER_REAL, 0)
 
     rows = build_rows(results)
@@ -717,11 +721,8 @@ def main() -> int:
         results=results,
     )
 
-    m, v = machine, machine["versions"]
-    print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
-          f"trio {v['trio']}, msgspec {v['msgspec']}, kernel {m['kernel']}")  # fmt: skip
-    print(f"code: commit {m['commit']}{' + modified src/' if m['src_modified'] else ''}, "
-          f"src sha256 {m['src_sha256']}")  # fmt: skip
+    print(machine_line(machine, ["trio", "msgspec"]))
+    print(code_line(machine))
     print(f"pinning: gateway CPU {GATEWAY_CPU}, client CPU {CLIENT_CPU}" if pin else "pinning: off")
     print()
     print(format_table(rows))

@@ -47,7 +47,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
-from _table import format_table, make_row, write_report  # noqa: E402
+from _table import code_line, format_table, machine_line, make_row, write_report  # noqa: E402
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -843,12 +843,8 @@ def main() -> int:
         results=results,
     )
 
-    m, v = machine, machine["versions"]
-    print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
-          f"trio {v['trio']}, trio-websocket {v['trio-websocket']}, wsproto {v['wsproto']}, "
-          f"msgspec {v['msgspec']}, kernel {m['kernel']}")  # fmt: skip
-    print(f"code: commit {m['commit']}{' + modified src/' if m['src_modified'] else ''}, "
-          f"src sha256 {m['src_sha256']}")  # fmt: skip
+    print(machine_line(machine, ["trio", "trio-websocket", "wsproto", "msgspec"]))
+    print(code_line(machine))
     print(f"pinning: server CPU {SERVER_CPU}, client CPU {CLIENT_CPU}" if pin else "pinning: off")
     print()
     print(format_table(rows))

@@ -59,7 +59,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
-from _table import format_table, keep_quietest, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    code_line,
+    format_table,
+    machine_line,
+    make_row,
+    measure_selected,
+    write_report,
+)
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -967,19 +974,17 @@ def main() -> int:
                             bench_latency),
                 "cancel": (f"cancel: {args.cancels} runs", bench_cancel),
             }  # fmt: skip
-            for name in BENCHMARKS:
-                if name not in wanted:
-                    continue
-                text, bench = runners[name]
-                say(text)
-                results[name] = keep_quietest(
-                    name,
-                    functools.partial(bench, args, procs),
-                    retries=args.retries,
-                    quiet=args.quiet,
-                    in_budget=lambda: time.perf_counter() - started < args.budget,
-                    say=say,
-                )
+            results = measure_selected(
+                [name for name in BENCHMARKS if name in wanted],
+                {
+                    name: (text, functools.partial(bench, args, procs))
+                    for name, (text, bench) in runners.items()
+                },
+                retries=args.retries,
+                quiet=args.quiet,
+                in_budget=lambda: time.perf_counter() - started < args.budget,
+                say=say,
+            )
         finally:
             procs.close()
     signal.setitimer(signal.ITIMER_REAL, 0)
@@ -1008,15 +1013,12 @@ def main() -> int:
         baseline=BASELINE,
     )
 
-    m, v = machine, machine["versions"]
-    print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
-          f"trio {v['trio']}, httpx {v['httpx']}, h11 {v['h11']}, msgspec {v['msgspec']}, "
-          f"kernel {m['kernel']}")  # fmt: skip
+    m = machine
+    print(machine_line(machine, ["trio", "httpx", "h11", "msgspec"]))
     if args.src is not None:
         print(f"code: {args.src}, src sha256 {m['src_sha256']}")
     else:
-        print(f"code: commit {m['commit']}{' + modified src/' if m['src_modified'] else ''}, "
-              f"src sha256 {m['src_sha256']}")  # fmt: skip
+        print(code_line(machine))
     if pin:
         shared = " (shared with the client)" if procs.stub_cpu == CLIENT_CPU else ""
         print(f"pinning: gateway CPU {GATEWAY_CPU}, client CPU {CLIENT_CPU}, "

@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
-from _table import format_table, make_row, write_report  # noqa: E402
+from _table import code_line, format_table, machine_line, make_row, write_report  # noqa: E402
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -955,11 +955,8 @@ def main() -> int:
         baseline="sqlite3 loop",
     )
 
-    m, v = machine, machine["versions"]
-    print(f"machine: {m['cpu_model']}, {m['cpus']} CPUs, {m['memory_gib']} GiB, {m['python']}, "
-          f"SQLite {m['sqlite']}, trio {v['trio']}, kernel {m['kernel']}")  # fmt: skip
-    print(f"code: commit {m['commit']}{' + modified src/' if m['src_modified'] else ''}, "
-          f"src sha256 {m['src_sha256']}")  # fmt: skip
+    print(machine_line(machine, ["trio"], extra=f"SQLite {machine['sqlite']}"))
+    print(code_line(machine))
     print(
         f"pinning: gateway CPU {SERVER_CPU}, client and sqlite3 loop CPU {CLIENT_CPU}"
         if pin
