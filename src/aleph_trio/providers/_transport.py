@@ -53,8 +53,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
     ``max_idle_per_origin`` idle connections per (scheme, host, port) for up to
     ``keepalive_expiry`` seconds.
 
-    ``ssl_context`` defaults to what httpx uses for ``verify=True``; its ALPN protocols are set
-    to ``http/1.1``. Requests take the connect, read and write timeouts of
+    ``ssl_context`` defaults to what httpx uses for ``verify=True``, built (in a worker thread:
+    loading the CA bundle takes tens of milliseconds) at the first ``https`` connection, so a
+    gateway that never leaves plain HTTP never pays for it; its ALPN protocols are set to
+    ``http/1.1``. Requests take the connect, read and write timeouts of
     ``request.extensions["timeout"]`` (what :class:`httpx.AsyncClient` puts there); the read
     timeout is the longest wait for the next bytes of the answer.
     """
@@ -66,13 +68,20 @@ class LeanTransport(httpx.AsyncBaseTransport):
         max_idle_per_origin: int = _MAX_IDLE,
         keepalive_expiry: float = _KEEPALIVE_EXPIRY,
     ) -> None:
-        context = ssl_context if ssl_context is not None else httpx.create_ssl_context()
-        context.set_alpn_protocols(["http/1.1"])
-        self._ssl_context = context
+        if ssl_context is not None:
+            ssl_context.set_alpn_protocols(["http/1.1"])
+        self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
         self._expiry = keepalive_expiry
         self._idle: dict[Origin, list[Connection]] = {}
         self._closed = False
+
+    async def _default_ssl_context(self) -> ssl.SSLContext:
+        context = await trio.to_thread.run_sync(httpx.create_ssl_context)
+        context.set_alpn_protocols(["http/1.1"])
+        if self._ssl_context is None:  # another first connection may have been quicker
+            self._ssl_context = context
+        return self._ssl_context
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -179,6 +188,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
         scheme, host, port = origin
         deadline = math.inf if timeout is None else trio.current_time() + timeout
         with trio.CancelScope(deadline=deadline):
+            context = None
+            if scheme == "https":
+                context = self._ssl_context or await self._default_ssl_context()
             try:
                 stream = await trio.open_tcp_stream(host, port)
             except OSError as exc:
@@ -192,10 +204,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
             sock = socket.socket(tsock.family, tsock.type, tsock.proto, tsock.detach())
             sock.setblocking(False)
             conn = Connection(origin, sock)
-            if scheme == "https":
+            if context is not None:
                 tls = trio.SSLStream(
                     RawSocketStream(sock),
-                    self._ssl_context,
+                    context,
                     server_hostname=host,
                     # HTTP framing tells where an answer ends, so a missing close_notify is
                     # an EOF like any other (what every HTTP client does).
