@@ -45,9 +45,11 @@ from _table import format_table, make_row, write_report  # noqa: E402
 from run import _percentile, machine_info  # noqa: E402
 
 from aleph_trio import Config, open_gateway  # noqa: E402
-from aleph_trio._clock import format_ts, parse_ts, utc_now  # noqa: E402
-from aleph_trio._cron import CronService  # noqa: E402
-from aleph_trio._cron_schedule import parse_schedule  # noqa: E402
+from aleph_trio.cron import (
+    CronService,  # noqa: E402
+    parse_schedule,  # noqa: E402
+)
+from aleph_trio.kernel import format_ts, parse_ts, utc_now  # noqa: E402
 from aleph_trio.store import CronJob, open_sqlite_store  # noqa: E402
 
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney")

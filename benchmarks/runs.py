@@ -798,8 +798,7 @@ def serve_embedded(data_dir: str, config: str, profile_out: str) -> None:
     from _common import stdin_triggers
 
     from aleph_trio import open_gateway
-    from aleph_trio._config_file import load_config
-    from aleph_trio._logs import LEVELS
+    from aleph_trio.kernel import LEVELS, load_config
 
     loaded = load_config(Path(config))
     logging.basicConfig(

@@ -10,7 +10,7 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config, open_gateway
-from aleph_trio._config import AgentConfig, ProviderConfig, SessionsConfig
+from aleph_trio.kernel import AgentConfig, ProviderConfig, SessionsConfig
 from aleph_trio.protocol import AlephError
 from llmserver import LLMServer, Reply, serve_llm, sse
 from runhelp import run_events, start, wait_event

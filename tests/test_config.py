@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from aleph_trio import Client, ConfigError, load_config, open_gateway
-from aleph_trio._config import Config
-from aleph_trio._config_file import parse_config_text
+from aleph_trio.kernel import Config
+from aleph_trio.kernel._config_file import parse_config_text
 from aleph_trio.protocol import AlephError
 
 GOOD = """

@@ -13,7 +13,7 @@ import trio.lowlevel
 import trio_websocket
 
 from aleph_trio import Config, Gateway, open_gateway
-from aleph_trio._config import AuthConfig, ServerConfig
+from aleph_trio.kernel import AuthConfig, ServerConfig
 from aleph_trio.rpc import Method, NoParams
 from rawws import Closed, RawWebSocket
 

@@ -18,22 +18,21 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import attrs
+import httpx
 import pytest
 import trio
 import trio.testing
 
 from aleph_trio import Client, Config, Gateway, WallClock, open_gateway
-from aleph_trio._clock import format_ts
-from aleph_trio._config import CronConfig, ServerConfig
-from aleph_trio._cron import CronService
-from aleph_trio._cron_schedule import MISSED_RECORDS
-from aleph_trio._events import EventBus
 from aleph_trio.client import ClientEvent
-from aleph_trio.protocol import AlephError
+from aleph_trio.cron import LIVE, CronService
+from aleph_trio.cron._schedule import MISSED_RECORDS
+from aleph_trio.kernel import CronConfig, EventBus, ServerConfig, format_ts
+from aleph_trio.protocol import AlephError, encode_event
+from aleph_trio.providers import ModelCatalog
 from aleph_trio.store import CronJob, CronRun, Run, open_sqlite_store
 from runhelp import wait_event
 
@@ -793,7 +792,7 @@ async def test_a_vanished_agent_or_model_fails_the_firing_and_keeps_the_schedule
 async def test_one_broken_job_does_not_stop_the_scheduler(
     data_dir: Path, patient_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from aleph_trio import _cron
+    from aleph_trio.cron import _service as _cron
 
     real = _cron.plan_due
 
@@ -839,7 +838,7 @@ async def test_the_store_keeps_jobs_and_a_bounded_history(tmp_path: Path) -> Non
         running = CronRun("crun_r", "job_a", "manual", "running", started_at=ts(2026, 1, 1))
         assert await store.save_cron_job(attrs.evolve(stored, last_status="running"), [running],
                                          keep_runs=3)  # fmt: skip
-        [failed] = await store.fail_unfinished_cron_runs("interrupted by gateway restart")
+        [failed] = await store.fail_unfinished_cron_runs("interrupted by gateway restart", LIVE)
         assert failed.cron_run_id == "crun_r" and failed.status == "failed"
         assert failed.finished_at is not None
         [loaded] = await store.list_cron_jobs()
@@ -862,7 +861,7 @@ class MemoryCronStore:
     jobs: dict[str, CronJob] = attrs.Factory(dict)
     runs: dict[str, CronRun] = attrs.Factory(dict)  #: in the order first recorded
 
-    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
+    async def fail_unfinished_cron_runs(self, error: str, statuses: object) -> list[CronRun]:
         await trio.lowlevel.checkpoint()
         return []
 
@@ -912,8 +911,15 @@ async def test_every_90s_for_24_hours_without_drift(autojump_clock: trio.testing
     wall = FakeWall(dt.datetime(2026, 6, 1, 8, 0, 0, 123000, tzinfo=UTC))
     runs = InstantRuns(wall, seconds=37.5)
     store = MemoryCronStore()
-    gateway = SimpleNamespace(config=Config(), store=store, runs=runs, bus=EventBus())
-    service = CronService(gateway, WallClock(wall.now, recheck_s=math.inf))  # type: ignore[arg-type]
+    config = Config()
+    service = CronService(
+        store=store,  # type: ignore[arg-type]
+        bus=EventBus(encode=encode_event),
+        runs=runs,  # type: ignore[arg-type]
+        models=ModelCatalog(config, httpx.AsyncClient()),
+        settings=lambda: config,
+        clock=WallClock(wall.now, recheck_s=math.inf),
+    )
     async with trio.open_nursery() as nursery:
         await nursery.start(service.serve)
         created = await service.create(

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from aleph_trio._cron_schedule import (
+from aleph_trio.cron._schedule import (
     MISSED_RECORDS,
     ON_TIME_S,
     Schedule,
@@ -319,7 +319,7 @@ def test_schedules_are_pure() -> None:
     import ast
     from pathlib import Path
 
-    import aleph_trio._cron_schedule as module
+    import aleph_trio.cron._schedule as module
 
     tree = ast.parse(Path(module.__file__).read_text())
     imported = {

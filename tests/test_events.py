@@ -7,9 +7,8 @@ import trio
 import trio.lowlevel
 
 from aleph_trio import Client, Gateway
-from aleph_trio._events import Event, EventBus
-from aleph_trio._topics import TopicPattern
-from aleph_trio.protocol import AlephError
+from aleph_trio.kernel import Event, EventBus, TopicPattern
+from aleph_trio.protocol import AlephError, encode_event
 
 
 def collector(bus: EventBus, *, capacity: int = 1000) -> tuple[list[Event], list[bool]]:
@@ -28,7 +27,7 @@ def collector(bus: EventBus, *, capacity: int = 1000) -> tuple[list[Event], list
 
 
 async def test_seq_is_gateway_wide_and_increasing() -> None:
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     got, _ = collector(bus)
     await bus.add_patterns(collector.sub, [TopicPattern("a.*")])  # type: ignore[attr-defined]
     for topic in ["a.x", "b.y", "a.z"]:
@@ -37,7 +36,7 @@ async def test_seq_is_gateway_wide_and_increasing() -> None:
 
 
 async def test_slow_subscriber_is_dropped_and_told() -> None:
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     got, overflowed = collector(bus, capacity=2)
     await bus.add_patterns(collector.sub, [TopicPattern("**")])  # type: ignore[attr-defined]
     for _ in range(3):
@@ -50,7 +49,7 @@ async def test_slow_subscriber_is_dropped_and_told() -> None:
 
 
 async def test_replay_then_live_without_gap_or_duplicate() -> None:
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     for i in range(5):
         bus.publish("a.x", {"i": i})
     got, _ = collector(bus)
@@ -72,7 +71,7 @@ async def test_replay_then_live_without_gap_or_duplicate() -> None:
 
 
 async def test_replay_reports_gap_when_buffer_moved_on() -> None:
-    bus = EventBus(replay_buffer=3)
+    bus = EventBus(encode=encode_event, replay_buffer=3)
     for _ in range(10):
         bus.publish("a.x", {})
     got, _ = collector(bus)
@@ -86,7 +85,7 @@ async def test_replay_reports_gap_when_buffer_moved_on() -> None:
 
 
 async def test_replay_does_not_repeat_what_old_patterns_delivered() -> None:
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     got, _ = collector(bus)
     sub = collector.sub  # type: ignore[attr-defined]
     await bus.add_patterns(sub, [TopicPattern("a.*")])
@@ -106,7 +105,7 @@ async def test_replay_does_not_repeat_what_old_patterns_delivered() -> None:
 async def test_replay_does_not_repeat_the_events_of_runs_it_owned() -> None:
     """A run's caller got its events without patterns; a later replay must not send them again,
     also once the run has ended, and must still send what the new patterns add."""
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     got, _ = collector(bus)
     sub = collector.sub  # type: ignore[attr-defined]
     bus.publish("agent.started", {}, run_id="before")  # before ownership: not delivered
@@ -129,7 +128,7 @@ async def test_replay_does_not_repeat_the_events_of_runs_it_owned() -> None:
 
 
 async def test_past_runs_are_forgotten_once_their_events_left_the_ring() -> None:
-    bus = EventBus(replay_buffer=2)
+    bus = EventBus(encode=encode_event, replay_buffer=2)
     collector(bus)
     sub = collector.sub  # type: ignore[attr-defined]
     for run in ("a", "b", "c"):
@@ -141,7 +140,7 @@ async def test_past_runs_are_forgotten_once_their_events_left_the_ring() -> None
 
 async def test_who_gets_what_follows_every_change_of_patterns_and_owners() -> None:
     """The bus remembers which subscribers a topic goes to; every change must be seen."""
-    bus = EventBus()
+    bus = EventBus(encode=encode_event)
     got_a, _ = collector(bus)
     a = collector.sub  # type: ignore[attr-defined]
     got_b, _ = collector(bus)
@@ -237,7 +236,7 @@ async def test_unsubscribed_connection_gets_nothing(gateway: Gateway) -> None:
 
 
 async def test_resizing_the_ring_keeps_the_newest_and_reports_the_gap() -> None:
-    bus = EventBus(replay_buffer=10)
+    bus = EventBus(encode=encode_event, replay_buffer=10)
     for _ in range(10):
         bus.publish("a.x", {})
     bus.resize(4)

@@ -14,8 +14,8 @@ import trio
 import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_gateway
-from aleph_trio._approval_policy import Policy, policy_hash
-from aleph_trio._config import AgentConfig, EnvSecret, ProviderConfig
+from aleph_trio.approvals import Policy, policy_hash
+from aleph_trio.kernel import AgentConfig, EnvSecret, ProviderConfig
 from aleph_trio.protocol import AlephError
 from aleph_trio.store import ApprovalRecord
 from llmserver import LLMServer, Reply, serve_llm, sse

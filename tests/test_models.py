@@ -8,7 +8,7 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config
-from aleph_trio._config import ProviderConfig
+from aleph_trio.kernel import ProviderConfig
 from aleph_trio.protocol import AlephError
 from aleph_trio.providers import (
     HELP_TEXT,

@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from aleph_trio import Gateway
-from aleph_trio._auth import Principal
+from aleph_trio.auth import Principal
 from aleph_trio.protocol import AlephError
 
 GUEST = Principal("guest", "guest-1", ("health", "events.*", "version"), invitation_id="inv_1")

@@ -11,9 +11,9 @@ import trio
 import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_gateway
-from aleph_trio._config import AgentConfig, RunsConfig, ServerConfig
-from aleph_trio._runs import RunStatistics
+from aleph_trio.kernel import AgentConfig, RunsConfig, ServerConfig
 from aleph_trio.protocol import AlephError
+from aleph_trio.runs import RunStatistics
 from runhelp import TERMINAL, assert_quiet, chunks, run_events, start, topics, wait_event
 
 

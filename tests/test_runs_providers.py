@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config, open_gateway
-from aleph_trio._config import (
+from aleph_trio.kernel import (
     AgentConfig,
     EnvSecret,
     ProviderConfig,
@@ -32,7 +32,7 @@ async def llm() -> AsyncIterator[LLMServer]:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("aleph_trio._agent_loop.RETRY_BACKOFF_S", 0.01)
+    monkeypatch.setattr("aleph_trio.runs._agent_loop.RETRY_BACKOFF_S", 0.01)
 
 
 @contextlib.asynccontextmanager

@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from aleph_trio import Client, Gateway
-from aleph_trio._auth import Principal
-from aleph_trio._validation import ValidationFailed, convert
+from aleph_trio.auth import Principal
+from aleph_trio.kernel import ValidationFailed, convert
 from aleph_trio.protocol import AlephError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aleph_trio._topics import TopicPattern, pattern_error
+from aleph_trio.kernel import TopicPattern, pattern_error
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import attrs
 import pytest
 from msgspec import Meta
 
-from aleph_trio._validation import ValidationFailed, convert, json_schema
+from aleph_trio.kernel import ValidationFailed, convert, json_schema
 
 
 @attrs.frozen

@@ -13,10 +13,9 @@ from pathlib import Path
 import attrs
 import trio
 
-from ._config_file import ConfigError, LoadedConfig, default_config_path, load_config
 from ._gateway import default_data_dir, open_gateway
-from ._logs import LEVELS
 from ._version import __version__
+from .kernel import LEVELS, ConfigError, LoadedConfig, default_config_path, load_config
 
 __all__ = ["main"]
 

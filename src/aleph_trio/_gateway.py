@@ -1,4 +1,5 @@
-"""The Gateway object: owns the services, serves sockets, and hands out in-process clients.
+"""The composition root: builds every service with what it uses, serves sockets, and hands out
+in-process clients. Only this module, ``rpc/`` and ``server/`` know the :class:`Gateway`.
 
 ::
 
@@ -23,30 +24,35 @@ import httpx
 import platformdirs
 import trio
 
-from ._approvals import Approvals
-from ._auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
-from ._builtin_tools import builtin_tools
-from ._clock import now_ts
-from ._compaction import Compactor
-from ._config import Config
-from ._config_file import LoadedConfig, default_config_path, load_config, resolve_secret
-from ._config_service import ConfigService
-from ._cron import CronService, WallClock
-from ._events import EventBus
-from ._logs import ROOT, LogRing, apply_levels, component_logger
-from ._prompt import PromptBuilder
-from ._runs import RunManager, RunStatistics
-from ._services import ServiceRegistry
-from ._sessions import SessionService
-from ._tools import ToolBox
+from .approvals import Approvals
+from .auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
+from .cron import CronService, WallClock
+from .kernel import (
+    ROOT,
+    Config,
+    ConfigService,
+    EventBus,
+    LoadedConfig,
+    LogRing,
+    ServiceRegistry,
+    apply_levels,
+    component_logger,
+    default_config_path,
+    load_config,
+    now_ts,
+    resolve_secret,
+)
+from .protocol import encode_event
 from .providers import ModelCatalog
 from .providers._http import http_client
 from .rpc import build_registry
+from .runs import AgentLoop, PromptBuilder, RunManager, RunStatistics
 from .server import serve_listeners, serve_stream
+from .sessions import Compactor, SessionService
 from .store import Store, open_sqlite_store
+from .tools import ToolBox, builtin_tools
 
 if TYPE_CHECKING:
-    from ._config_file import ConfigError as ConfigError
     from .client import Client
     from .rpc import Registry
     from .server import Connection
@@ -94,22 +100,38 @@ class Gateway:
         self.token_source = token_source
         self.bus = bus
         self.store = store
-        self.sessions = SessionService(store, bus)
         self.http = http
-        self.models = ModelCatalog(loaded.config, http)
-        self.settings = ConfigService(loaded, self.bus)
+        self.logs = log_ring
+        self.settings = settings = ConfigService(loaded, bus)
+        current = settings.current
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
         self.failures = FailureLimiter(limit=loaded.config.auth.failures_per_minute)
         self.registry: Registry = build_registry()
-        self.services = ServiceRegistry(self.bus)
-        self.tools = ToolBox(builtin_tools())
+        self.services = ServiceRegistry(bus)
+        self.models = ModelCatalog(loaded.config, http)
+        self.sessions = SessionService(store, bus)
+        self.approvals = Approvals(store, bus, data_dir)
+        self.tools = ToolBox(builtin_tools(approvals=self.approvals, store=store, config=current))
         self.prompts = PromptBuilder(store)
-        self.runs = RunManager(self)
-        self.approvals = Approvals(self, data_dir)
-        self.cron = CronService(self, wall_clock)
-        self.compactor = Compactor(self)
-        self.logs = log_ring
+        self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
+        self.runs = RunManager(
+            store=store,
+            bus=bus,
+            sessions=self.sessions,
+            models=self.models,
+            loop=AgentLoop(self.sessions, self.tools, self.prompts, lambda: current().runs),
+            compactor=self.compactor,
+            settings=current,
+        )
+        self.cron = CronService(
+            store=store,
+            bus=bus,
+            runs=self.runs,
+            models=self.models,
+            settings=current,
+            clock=wall_clock,
+        )
         self.connections: dict[str, Connection] = {}
         self._started = time.monotonic()
         self.settings.on_change(self._apply_config)
@@ -132,7 +154,7 @@ class Gateway:
         if new.events.replay_buffer != old.events.replay_buffer:
             self.bus.resize(new.events.replay_buffer)
         self.failures.limit = new.auth.failures_per_minute
-        self.models = ModelCatalog(new, self.http)
+        self.models.configure(new)
         self.runs.fill()
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
@@ -247,18 +269,13 @@ async def open_gateway(
     root_logger = logging.getLogger(ROOT)
     root_logger.addHandler(ring)
     apply_levels(loaded.config.logging.level, dict(loaded.config.logging.components))
-    bus = EventBus(replay_buffer=loaded.config.events.replay_buffer)
+    bus = EventBus(encode=encode_event, replay_buffer=loaded.config.events.replay_buffer)
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,
             http_client() as http,
             trio.open_nursery() as nursery,
         ):
-            interrupted = await store.fail_unfinished_runs(INTERRUPTED)
-            if interrupted:
-                log.warning(
-                    "%d run(s) were cut short by the last stop; marked failed", len(interrupted)
-                )
             gateway = Gateway(
                 loaded=loaded,
                 data_dir=directory,
@@ -270,6 +287,9 @@ async def open_gateway(
                 http=http,
                 wall_clock=wall_clock,
             )
+            interrupted = await gateway.runs.fail_interrupted(INTERRUPTED)
+            if interrupted:
+                log.warning("%d run(s) were cut short by the last stop; marked failed", interrupted)
             _follow_logs(gateway, ring)
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)

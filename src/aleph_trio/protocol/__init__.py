@@ -28,6 +28,7 @@ from ._frames import (
     Request as Request,
     encode_batch as encode_batch,
     encode_error as encode_error,
+    encode_event as encode_event,
     encode_notification as encode_notification,
     encode_result as encode_result,
     parse_message as parse_message,

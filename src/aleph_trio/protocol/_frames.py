@@ -24,6 +24,7 @@ __all__ = [
     "Request",
     "encode_batch",
     "encode_error",
+    "encode_event",
     "encode_notification",
     "encode_result",
     "parse_message",
@@ -147,6 +148,17 @@ def encode_error(id_: Id, error: AlephError) -> bytes:
 
 def encode_notification(method: str, params: object) -> bytes:
     return _encoder.encode({"jsonrpc": "2.0", "method": method, "params": params})
+
+
+def encode_event(topic: str, seq: int, ts: str, data: object) -> bytes:
+    """The ``event`` notification of one published event (PROTOCOL §6)."""
+    return _encoder.encode(
+        {
+            "jsonrpc": "2.0",
+            "method": "event",
+            "params": {"topic": topic, "seq": seq, "ts": ts, "data": data},
+        }
+    )
 
 
 def encode_batch(parts: list[bytes]) -> bytes:

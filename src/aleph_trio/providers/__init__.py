@@ -3,9 +3,11 @@
 from ._builtin import (
     BUILTIN_MODEL as BUILTIN_MODEL,
     HELP_TEXT as HELP_TEXT,
+    SUMMARY_REQUEST as SUMMARY_REQUEST,
     BuiltinProvider as BuiltinProvider,
 )
 from ._catalog import ModelCatalog as ModelCatalog
+from ._errors import ProviderError as ProviderError
 from ._types import (
     ChatMessage as ChatMessage,
     Delta as Delta,

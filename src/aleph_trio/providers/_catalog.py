@@ -9,9 +9,7 @@ from typing import final
 
 import httpx
 
-from .._config import Config, ProviderConfig
-from .._config_file import resolve_secret
-from ..protocol import InvalidParams, ResourceNotFound
+from ..kernel import Config, Conflict, NotFound, ProviderConfig, resolve_secret
 from ._anthropic import AnthropicProvider
 from ._builtin import BUILTIN_MODEL, BuiltinProvider
 from ._ollama import OllamaProvider
@@ -58,16 +56,27 @@ def _provider(name: str, config: ProviderConfig, http: httpx.AsyncClient) -> Pro
 
 @final
 class ModelCatalog:
-    """The providers built from the config, and their models by id."""
+    """The providers built from the config, and their models by id.
+
+    One catalogue lives as long as the gateway; :meth:`configure` rebuilds its providers when
+    the config changes, so every service holding it sees the new ones.
+    """
 
     def __init__(self, config: Config, http: httpx.AsyncClient) -> None:
-        self.providers: dict[str, Provider] = {
-            name: _provider(name, provider, http)
+        self._http = http
+        self.providers: dict[str, Provider] = {}
+        self._models: dict[str, ModelInfo] = {}
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        providers = {
+            name: _provider(name, provider, self._http)
             for name, provider in sorted(config.providers.items())
         }
-        if "builtin" not in self.providers:
-            self.providers["builtin"] = BuiltinProvider()
-        self._models = {m.id: m for p in self.providers.values() for m in p.models()}
+        if "builtin" not in providers:
+            providers["builtin"] = BuiltinProvider()
+        self.providers = providers
+        self._models = {m.id: m for p in providers.values() for m in p.models()}
 
     @property
     def default_model(self) -> str:
@@ -93,9 +102,8 @@ class ModelCatalog:
                 return matches[0]
             if len(matches) > 1:
                 ids = ", ".join(m.id for m in matches)
-                raise InvalidParams(
-                    f"Invalid params: model {model_id!r} is offered by several providers ({ids}); "
-                    "use <provider>/<model>",
-                    reason="conflict",
+                raise Conflict(
+                    f"model {model_id!r} is offered by several providers ({ids}); "
+                    "use <provider>/<model>"
                 )
-        raise ResourceNotFound("model", model_id)
+        raise NotFound("model", model_id)

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Protocol
 import attrs
 
 if TYPE_CHECKING:
-    from .._auth import Principal
-    from .._events import Event, Subscriber
     from .._gateway import Gateway
+    from ..auth import Principal
+    from ..kernel import Event, Subscriber
 
 __all__ = ["CallContext", "Peer"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._logs import component_logger
+from ..kernel import GatewayError, component_logger
 from ..protocol import (
     AlephError,
     AuthRequired,
@@ -14,6 +14,7 @@ from ..protocol import (
 )
 from ..store import StoreError
 from ._context import CallContext
+from ._errors import wire_error
 from ._registry import Registry
 
 __all__ = ["dispatch"]
@@ -25,6 +26,8 @@ async def dispatch(
     registry: Registry, ctx: CallContext, method_name: str, params: dict[str, Any] | None
 ) -> object:
     """The handler's result, or an :class:`AlephError` describing why there is none.
+
+    A :class:`GatewayError` from a service is mapped to its JSON-RPC error here (``wire_error``).
 
     Anything other than an :class:`AlephError` escaping a handler is a bug: it is logged with its
     traceback and answered with a plain -32603; the connection and the gateway carry on.
@@ -44,6 +47,8 @@ async def dispatch(
         return await method.handler(ctx, decoded)
     except AlephError:
         raise
+    except GatewayError as exc:
+        raise wire_error(exc) from None
     except StoreError as exc:
         log.error("method %s: %s", method.name, exc)
         raise InternalError(f"Internal error: {exc}") from None

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, final
 
 import attrs
 
-from .._validation import ValidationFailed, convert, json_schema
+from ..kernel import ValidationFailed, convert, json_schema
 from ..protocol import InvalidParams
 
 if TYPE_CHECKING:

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 import attrs
 from msgspec import Meta
 
-from .._agents import agents_of
-from .._config import AgentId
-from .._sessions import SessionKey
+from ..kernel import AgentId
 from ..protocol import InvalidParams, ResourceNotFound
+from ..runs import agents_of
+from ..sessions import SessionKey
 from ..store import Run
 from ._context import CallContext
 from ._registry import Namespace, NoParams

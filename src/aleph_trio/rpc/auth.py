@@ -9,9 +9,9 @@ import attrs
 import trio
 from msgspec import Meta
 
-from .._auth import OWNER
-from .._logs import component_logger
 from .._version import __version__
+from ..auth import OWNER
+from ..kernel import component_logger
 from ..protocol import AuthFailed, RateLimited
 from ._context import CallContext
 from ._registry import Namespace

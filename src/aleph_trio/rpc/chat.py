@@ -7,8 +7,8 @@ from typing import Annotated, Any
 import attrs
 from msgspec import Meta
 
-from .._sessions import DEFAULT_SESSION, SessionKey, agent_of
-from ..protocol import ResourceNotFound
+from ..kernel import NotFound
+from ..sessions import DEFAULT_SESSION, SessionKey, agent_of
 from ._context import CallContext
 from ._registry import Namespace
 from .agent import IdempotencyKey, Message, RunId, start_run, visible_run
@@ -78,7 +78,7 @@ async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
     key = params.session_key
     try:
         messages, _ = await ctx.gateway.sessions.history(key, limit=params.limit)
-    except ResourceNotFound:
+    except NotFound:
         return {"messages": []}
     return {"messages": [m.to_json() for m in messages]}
 

@@ -7,9 +7,7 @@ from typing import Any
 
 import attrs
 
-from .._config import Config
-from .._config_file import ConfigError, public_dict
-from .._validation import json_schema
+from ..kernel import Config, ConfigError, json_schema, public_dict
 from ..protocol import InvalidParams
 from ._context import CallContext
 from ._registry import Namespace, NoParams

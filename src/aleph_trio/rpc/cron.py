@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import attrs
 from msgspec import Meta
 
-from .._config import AgentId
-from .._sessions import SessionKey
+from ..kernel import AgentId
+from ..sessions import SessionKey
 from ._context import CallContext
 from ._registry import Namespace, NoParams
 from .agent import Message
 
 if TYPE_CHECKING:
-    from .._cron import CronService
+    from ..cron import CronService
     from ..store import CronJob
 
 ns = Namespace()

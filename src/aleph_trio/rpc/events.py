@@ -7,8 +7,7 @@ from typing import Annotated, Any
 import attrs
 from msgspec import Meta
 
-from .._events import ReplayLost
-from .._topics import TopicPattern, pattern_error
+from ..kernel import ReplayLost, TopicPattern, pattern_error
 from ..protocol import InvalidParams
 from ._context import CallContext
 from ._registry import Namespace, NoParams

@@ -9,9 +9,9 @@ import attrs
 import trio
 from msgspec import Meta
 
-from .._agents import resolve_agent
-from .._config import AgentId
+from ..kernel import AgentId
 from ..protocol import InternalError, InvalidParams
+from ..runs import resolve_agent
 from ._context import CallContext
 from ._registry import Namespace, NoParams
 

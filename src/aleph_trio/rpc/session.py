@@ -7,11 +7,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import attrs
 from msgspec import Meta
 
-from .._agents import DEFAULT_AGENT
-from .._clock import format_ts, parse_ts
-from .._compaction import CompactionFailed
-from .._sessions import SessionKey, agent_of
+from ..kernel import format_ts, parse_ts
 from ..protocol import InternalError, InvalidParams, ResourceNotFound
+from ..runs import DEFAULT_AGENT
+from ..sessions import CompactionFailed, SessionKey, agent_of
 from ..store import SessionFilter
 from ._context import CallContext
 from ._registry import Namespace
@@ -127,5 +126,5 @@ async def compact(ctx: CallContext, params: CompactParams) -> dict[str, Any]:
     return await gateway.runs.exclusive(
         key,
         work,
-        busy_message=f"Invalid params: a run is active on {key}; compact it once the run ended",
+        busy_message=f"a run is active on {key}; compact it once the run ended",
     )

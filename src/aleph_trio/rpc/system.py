@@ -10,8 +10,8 @@ import attrs
 import trio
 from msgspec import Meta
 
-from .._logs import COMPONENTS, apply_component_level, current_levels
 from .._version import __version__
+from ..kernel import COMPONENTS, apply_component_level, current_levels
 from ..protocol import InvalidParams
 from ._context import CallContext
 from ._registry import Namespace, NoParams

@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING, final
 import attrs
 import trio
 
-from .._auth import OWNER, Principal
-from .._events import Event, Subscriber
-from .._logs import component_logger
+from ..auth import OWNER, Principal
+from ..kernel import Event, Subscriber, component_logger
 from ..protocol import (
     AlephError,
     Dropped,
@@ -120,7 +119,7 @@ class Connection:
         return self._auth_failures
 
     async def send_event(self, event: Event) -> None:
-        await self._outbound.send(event.frame)
+        await self._outbound.send(event.encoded)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -239,7 +238,7 @@ class Connection:
         return not event.owner_only and event.principal_id == principal.principal_id
 
     def _offer_event(self, event: Event) -> bool:
-        return self._outbound.offer(event.frame)
+        return self._outbound.offer(event.encoded)
 
     def _slow_consumer(self) -> None:
         self.close_soon(1008, "slow consumer: resume with events.subscribe since_seq")

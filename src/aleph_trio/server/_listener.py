@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from .._logs import component_logger
+from ..kernel import component_logger
 from ._connection import Connection
 from ._websocket import WebSocketTransport
 

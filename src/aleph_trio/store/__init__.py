@@ -1,8 +1,6 @@
 """Persistence. Services use the :class:`Store` interface; SQL lives only in this package."""
 
 from ._interface import (
-    UNFINISHED as UNFINISHED,
-    UNFINISHED_CRON as UNFINISHED_CRON,
     Store as Store,
     StoreError as StoreError,
 )
@@ -13,6 +11,7 @@ from ._records import (
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,
+    Role as Role,
     Run as Run,
     Session as Session,
     SessionFilter as SessionFilter,

@@ -6,11 +6,9 @@ serialised by the implementation (transactions never interleave); reads may run 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
-from .._cron_states import LIVE as CRON_LIVE
-from .._run_states import LIVE
 from ._records import (
     ApprovalRecord,
     CronJob,
@@ -24,12 +22,7 @@ from ._records import (
     SessionFilter,
 )
 
-__all__ = ["UNFINISHED", "UNFINISHED_CRON", "Store", "StoreError"]
-
-#: Run statuses that mean "not finished"; after a restart such runs are failed.
-UNFINISHED = tuple(sorted(LIVE))
-#: Cron run statuses that mean "not finished"; after a restart such cron runs are failed.
-UNFINISHED_CRON = tuple(sorted(CRON_LIVE))
+__all__ = ["Store", "StoreError"]
 
 
 class StoreError(Exception):
@@ -91,7 +84,10 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> Run | None: ...
 
-    async def fail_unfinished_runs(self, error: str) -> list[Run]: ...
+    async def fail_unfinished_runs(self, error: str, statuses: Collection[str]) -> list[Run]:
+        """Mark runs whose status is one of ``statuses`` (the run lifecycle's live ones) as
+        failed with ``error``; returns them."""
+        ...
 
     # memory
     async def store_memory(
@@ -137,9 +133,11 @@ class Store(Protocol):
         """The job's newest ``limit`` cron runs, newest first."""
         ...
 
-    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
-        """Mark cron runs a stopped process left unfinished as failed (their jobs' last status
-        too); returns them."""
+    async def fail_unfinished_cron_runs(
+        self, error: str, statuses: Collection[str]
+    ) -> list[CronRun]:
+        """Mark cron runs whose status is one of ``statuses`` as failed (their jobs' last
+        status too); returns them."""
         ...
 
     # idempotency keys

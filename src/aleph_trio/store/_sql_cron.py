@@ -12,7 +12,6 @@ from collections.abc import Sequence
 
 import attrs
 
-from ._interface import UNFINISHED_CRON
 from ._records import CronJob, CronRun
 
 __all__ = [
@@ -108,16 +107,16 @@ def recent_cron_runs(conn: sqlite3.Connection, job_id: str, *, limit: int) -> li
 
 
 def fail_unfinished_cron_runs(
-    conn: sqlite3.Connection, error: str, finished_at: str
+    conn: sqlite3.Connection, error: str, finished_at: str, statuses: tuple[str, ...]
 ) -> list[CronRun]:
-    marks = ", ".join("?" for _ in UNFINISHED_CRON)
+    marks = ", ".join("?" for _ in statuses)
     rows = conn.execute(
         "UPDATE cron_runs SET status = 'failed', error = ?, finished_at = ? "
         f"WHERE status IN ({marks}) RETURNING {CRON_RUN_COLUMNS}",
-        (error, finished_at, *UNFINISHED_CRON),
+        (error, finished_at, *statuses),
     ).fetchall()
     conn.execute(
         f"UPDATE cron_jobs SET last_status = 'failed' WHERE last_status IN ({marks})",
-        UNFINISHED_CRON,
+        statuses,
     )
     return [CronRun(*row) for row in rows]

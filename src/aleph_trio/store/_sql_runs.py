@@ -11,7 +11,6 @@ import sqlite3
 
 import attrs
 
-from ._interface import UNFINISHED
 from ._records import ApprovalRecord, Run
 
 __all__ = [
@@ -61,12 +60,14 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> Run | None:
     return Run(**dict(row)) if row else None
 
 
-def fail_unfinished_runs(conn: sqlite3.Connection, error: str, finished_at: str) -> list[Run]:
-    marks = ", ".join("?" for _ in UNFINISHED)
+def fail_unfinished_runs(
+    conn: sqlite3.Connection, error: str, finished_at: str, statuses: tuple[str, ...]
+) -> list[Run]:
+    marks = ", ".join("?" for _ in statuses)
     rows = conn.execute(
         "UPDATE runs SET status = 'failed', error = ?, error_code = -32603, "
         f"finished_at = ? WHERE status IN ({marks}) RETURNING *",
-        (error, finished_at, *UNFINISHED),
+        (error, finished_at, *statuses),
     ).fetchall()
     return [Run(**dict(r)) for r in rows]
 

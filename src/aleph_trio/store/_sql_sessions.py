@@ -12,7 +12,7 @@ import json
 import sqlite3
 from typing import Any
 
-from .._clock import now_ts
+from ..kernel import now_ts
 from ._interface import StoreError
 from ._records import Message, Role, Session, SessionFilter
 

@@ -21,7 +21,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar, final
@@ -30,7 +30,7 @@ import attrs
 import outcome
 import trio
 
-from .._clock import now_ts
+from ..kernel import now_ts
 from . import (
     _sql_cron as sql_cron,
     _sql_memory as sql_memory,
@@ -272,9 +272,14 @@ class SQLiteStore:
     async def get_run(self, run_id: str) -> Run | None:
         return await self._read(partial(sql_runs.get_run, run_id=run_id))
 
-    async def fail_unfinished_runs(self, error: str) -> list[Run]:
+    async def fail_unfinished_runs(self, error: str, statuses: Collection[str]) -> list[Run]:
         return await self._write(
-            partial(sql_runs.fail_unfinished_runs, error=error, finished_at=now_ts())
+            partial(
+                sql_runs.fail_unfinished_runs,
+                error=error,
+                finished_at=now_ts(),
+                statuses=tuple(sorted(statuses)),
+            )
         )
 
     # -- memory --------------------------------------------------------------------------------
@@ -335,9 +340,16 @@ class SQLiteStore:
     async def recent_cron_runs(self, job_id: str, *, limit: int) -> list[CronRun]:
         return await self._read(partial(sql_cron.recent_cron_runs, job_id=job_id, limit=limit))
 
-    async def fail_unfinished_cron_runs(self, error: str) -> list[CronRun]:
+    async def fail_unfinished_cron_runs(
+        self, error: str, statuses: Collection[str]
+    ) -> list[CronRun]:
         return await self._write(
-            partial(sql_cron.fail_unfinished_cron_runs, error=error, finished_at=now_ts())
+            partial(
+                sql_cron.fail_unfinished_cron_runs,
+                error=error,
+                finished_at=now_ts(),
+                statuses=tuple(sorted(statuses)),
+            )
         )
 
     # -- idempotency ---------------------------------------------------------------------------

@@ -28,8 +28,8 @@ from zoneinfo import ZoneInfo
 import attrs
 from cronsim import CronSim, CronSimError
 
-from ._clock import format_ts, parse_ts
-from ._cron_fields import ScheduleError, check_expression
+from ..kernel import format_ts, parse_ts
+from ._fields import ScheduleError, check_expression
 
 __all__ = [
     "MACROS",

@@ -10,20 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import re
-from typing import TYPE_CHECKING, Final, final
+from collections.abc import Callable
+from typing import Final, final
 
 import attrs
 
-from ._logs import component_logger
-from ._sessions import estimate_tokens
-from .protocol import ResourceNotFound
-from .providers import ChatMessage, ModelInfo, ModelRequest, TextDelta
-from .providers._builtin import SUMMARY_REQUEST
-from .providers._errors import ProviderError
-from .store import Message
-
-if TYPE_CHECKING:
-    from ._gateway import Gateway
+from ..kernel import EventBus, NotFound, SessionsConfig, component_logger
+from ..providers import (
+    SUMMARY_REQUEST,
+    ChatMessage,
+    ModelCatalog,
+    ModelInfo,
+    ModelRequest,
+    ProviderError,
+    TextDelta,
+)
+from ..store import Message, Store
+from ._service import estimate_tokens
 
 __all__ = ["CompactionResult", "Compactor", "parse_summary"]
 
@@ -93,17 +96,25 @@ def _transcript(messages: list[Message], budget: int) -> str:
 
 @final
 class Compactor:
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        models: ModelCatalog,
+        settings: Callable[[], SessionsConfig],
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._models = models
+        self._settings = settings
 
     async def compact(self, session_key: str, *, model: ModelInfo) -> CompactionResult:
         """Compact a session now; the caller makes sure no run holds it."""
-        gateway = self._gateway
-        store = gateway.store
-        keep = gateway.config.sessions.compact_keep
+        store = self._store
+        keep = self._settings().compact_keep
         session, recent = await store.session_history(session_key, limit=WINDOW + keep)
         if session is None:
-            raise ResourceNotFound("session", session_key)
+            raise NotFound("session", session_key)
         older = recent[: len(recent) - keep] if keep else list(recent)
         kept = recent[len(older) :]
         while older and kept and kept[0].role == "tool":  # keep a result next to its call
@@ -128,12 +139,12 @@ class Compactor:
             session_key, upto_id=older[-1].id, summary=text, summary_tokens=estimate_tokens(text)
         )
         result = CompactionResult(before, after, len(facts))
-        gateway.bus.publish("session.compacted", {"session_key": session_key, **result.to_json()})
+        self._bus.publish("session.compacted", {"session_key": session_key, **result.to_json()})
         log.info("compacted %s: %d -> %d tokens", session_key, before, after)
         return result
 
     async def _ask(self, model: ModelInfo, transcript: str) -> str:
-        provider = self._gateway.models.provider_for(model)
+        provider = self._models.provider_for(model)
         request = ModelRequest(
             model.name,
             (

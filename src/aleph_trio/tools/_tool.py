@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, final
+from typing import Any, Generic, Protocol, TypeVar, final
 
 import attrs
 
-from ._validation import ValidationFailed, convert, format_path, json_schema
-from .providers import ToolSpec
+from ..kernel import ValidationFailed, convert, format_path, json_schema
+from ..providers import ToolSpec
 
-if TYPE_CHECKING:
-    from ._gateway import Gateway
-    from ._live_run import LiveRun
-
-__all__ = ["Tool", "ToolBox", "ToolContext", "ToolFailed", "ToolResult"]
+__all__ = [
+    "AnyTool",
+    "Tool",
+    "ToolBox",
+    "ToolContext",
+    "ToolFailed",
+    "ToolResult",
+    "ToolRun",
+    "parse_arguments",
+]
 
 P = TypeVar("P")
 
@@ -34,12 +39,37 @@ class ToolFailed(Exception):
     """A tool could not do what was asked; the message is shown to the model as the result."""
 
 
+class ToolRun(Protocol):
+    """The run calling a tool, as far as a tool may see it."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def session_key(self) -> str: ...
+
+    @property
+    def agent_id(self) -> str: ...
+
+    async def set_status(self, status: str) -> None:
+        """Move the run to ``status`` (``waiting_approval`` while a tool waits for a person,
+        ``running`` again after)."""
+        ...
+
+    async def ask_user(self, question: str, options: list[str] | None) -> str:
+        """Ask the run's user a question and wait for the answer (``waiting_input``)."""
+        ...
+
+
 @attrs.frozen
 class ToolContext:
-    """What a tool implementation may use: the gateway's services and the run calling it."""
+    """What a tool call is made in: the run calling it.
 
-    gateway: Gateway
-    run: LiveRun
+    A tool gets everything else it uses (the store, approvals, the host program's own
+    objects) when it is built, as the built-in tools do in ``tools/_builtin.py``.
+    """
+
+    run: ToolRun
 
 
 @attrs.frozen

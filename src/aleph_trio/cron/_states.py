@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final, Literal
 
-from ._state_tables import IllegalTransition, TransitionTable
+from ..kernel import IllegalTransition, TransitionTable
 
 __all__ = [
     "CRON_RUNS",

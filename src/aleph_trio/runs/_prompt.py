@@ -13,10 +13,10 @@ from typing import Any, final
 
 import attrs
 
+from ..providers import ChatMessage, ModelInfo, ToolCall
+from ..sessions import estimate_tokens
+from ..store import Message, Store
 from ._agents import Agent
-from ._sessions import estimate_tokens
-from .providers import ChatMessage, ModelInfo, ToolCall
-from .store import Message, Store
 
 __all__ = ["PromptBuilder", "PromptSection", "to_chat_messages", "tool_call_json"]
 

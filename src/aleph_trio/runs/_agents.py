@@ -13,8 +13,7 @@ from typing import Any
 
 import attrs
 
-from ._config import AgentConfig, Config
-from .protocol import ResourceNotFound
+from ..kernel import AgentConfig, Config, NotFound
 
 __all__ = ["DEFAULT_AGENT", "Agent", "agents_of", "resolve_agent"]
 
@@ -74,4 +73,4 @@ def resolve_agent(config: Config, agent_id: str) -> Agent:
         return _agent(agent_id, config.agents[agent_id])
     if agent_id == DEFAULT_AGENT:
         return agents_of(config)[0]
-    raise ResourceNotFound("agent", agent_id)
+    raise NotFound("agent", agent_id)

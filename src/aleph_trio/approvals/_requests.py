@@ -12,12 +12,27 @@ from __future__ import annotations
 import datetime as _dt
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, final
 
 import attrs
 import trio
 
-from ._approval_policy import (
+from ..kernel import (
+    Conflict,
+    EventBus,
+    FieldProblem,
+    InvalidArgument,
+    InvalidState,
+    NotFound,
+    OperationFailed,
+    ValidationFailed,
+    component_logger,
+    format_ts,
+    now_ts,
+    utc_now,
+)
+from ..store import ApprovalRecord, Store, StoreError
+from ._policy import (
     Policy,
     PolicyFile,
     file_stamp,
@@ -25,15 +40,7 @@ from ._approval_policy import (
     read_policy_file,
     write_policy_file,
 )
-from ._approval_states import DECISION_STATUS, check_transition
-from ._clock import format_ts, now_ts, utc_now
-from ._logs import component_logger
-from ._validation import ValidationFailed
-from .protocol import InternalError, InvalidParams, ResourceNotFound
-from .store import ApprovalRecord, StoreError
-
-if TYPE_CHECKING:
-    from ._gateway import Gateway
+from ._states import DECISION_STATUS, check_transition
 
 __all__ = ["Approvals", "Decision", "Ticket"]
 
@@ -106,8 +113,11 @@ class Ticket:
 
 @final
 class Approvals:
-    def __init__(self, gateway: Gateway, directory: Path) -> None:
-        self._gateway = gateway
+    """Pending exec requests and the policy file ``exec-approvals.toml`` in ``directory``."""
+
+    def __init__(self, store: Store, bus: EventBus, directory: Path) -> None:
+        self._store = store
+        self._bus = bus
         self._directory = directory
         self._file: PolicyFile | None = None
         self._writing = trio.Lock()
@@ -135,17 +145,16 @@ class Approvals:
         try:
             policy = parse_policy(config)
         except ValidationFailed as exc:
-            errors = exc.errors(root="$.config")
-            raise InvalidParams(
-                f"Invalid params: {errors[0]['path']}: {errors[0]['message']}", errors=errors
+            problems = [FieldProblem(e["path"], e["message"]) for e in exc.errors(root="$.config")]
+            raise InvalidArgument(
+                f"{problems[0].path}: {problems[0].message}", problems=problems
             ) from None
         async with self._writing:
             current = await self.policy()
             if base_hash != current.hash:
-                raise InvalidParams(
-                    "Invalid params: base_hash is not the hash of the policy in force "
+                raise Conflict(
+                    "base_hash is not the hash of the policy in force "
                     "(it changed meanwhile); read it again with exec.approvals.get",
-                    reason="conflict",
                     current_hash=current.hash,
                 )
             return await self._write(policy)
@@ -154,9 +163,7 @@ class Approvals:
         try:
             written = await trio.to_thread.run_sync(write_policy_file, self._directory, policy)
         except OSError as exc:
-            raise InternalError(
-                f"Internal error: cannot write exec-approvals.toml: {exc}"
-            ) from None
+            raise OperationFailed(f"cannot write exec-approvals.toml: {exc}") from None
         self._file = written
         return written
 
@@ -196,13 +203,13 @@ class Approvals:
         self._pending[approval_id] = pending
         ticket = Ticket(self, approval_id, None, pending, timeout_ms / 1000)
         try:
-            await self._gateway.store.save_approval(record)
+            await self._store.save_approval(record)
         except BaseException:
             await ticket.withdraw()
             raise
         data = record.to_json()
         del data["requested_at"]
-        self._gateway.bus.publish("exec.approval_requested", data, run_id=run_id)
+        self._bus.publish("exec.approval_requested", data, run_id=run_id)
         return ticket
 
     def pending(self) -> list[ApprovalRecord]:
@@ -214,14 +221,11 @@ class Approvals:
         if pending is None or pending.decision is not None:
             status = self._recent.get(approval_id)
             if status is None and pending is None:
-                record = await self._gateway.store.get_approval(approval_id)
+                record = await self._store.get_approval(approval_id)
                 if record is None:
-                    raise ResourceNotFound("approval", approval_id)
+                    raise NotFound("approval", approval_id)
                 status = record.status
-            raise InvalidParams(
-                f"Invalid params: approval {approval_id} is already {status or 'resolved'}",
-                reason="invalid_state",
-            )
+            raise InvalidState(f"approval {approval_id} is already {status or 'resolved'}")
         await self.settle(pending, decision, resolved_by)
         if decision == "allow-always":
             async with self._writing:
@@ -252,13 +256,13 @@ class Approvals:
         while len(self._recent) > RECENT_KEPT:
             del self._recent[next(iter(self._recent))]
         try:
-            await self._gateway.store.save_approval(record)
+            await self._store.save_approval(record)
         except StoreError as exc:
             log.error("approval %s: could not store its decision: %s", record.id, exc)
         finally:
             pending.decided.set()
         log.info("exec %s by %s: %s", decision, resolved_by, record.command)
-        self._gateway.bus.publish(
+        self._bus.publish(
             "exec.approval_resolved",
             {
                 "id": record.id,
@@ -271,6 +275,6 @@ class Approvals:
 
     async def expire_left_over(self) -> None:
         """After a restart: requests that were pending are expired, never approved."""
-        expired = await self._gateway.store.expire_pending_approvals(now_ts())
+        expired = await self._store.expire_pending_approvals(now_ts())
         if expired:
             log.warning("%d exec approval(s) pending at the last stop expired", len(expired))

@@ -20,9 +20,11 @@ import attrs
 
 from ._clock import now_ts
 from ._topics import TopicPattern
-from .protocol import encode_notification
 
-__all__ = ["Event", "EventBus", "EventBusStatistics", "ReplayLost", "Subscriber"]
+__all__ = ["Event", "EventBus", "EventBusStatistics", "EventEncoder", "ReplayLost", "Subscriber"]
+
+#: ``encode(topic, seq, ts, data)``: an event as the bytes subscribers are sent.
+EventEncoder = Callable[[str, int, str, Mapping[str, Any]], bytes]
 
 #: Topics only owners may see, whatever their patterns say (PROTOCOL §6.2).
 OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
@@ -30,7 +32,8 @@ OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
 
 @attrs.frozen(eq=False)
 class Event:
-    """One published event; ``frame`` is its encoded ``event`` notification, built once."""
+    """One published event; ``encoded`` is what the bus's encoder made of it, built once and
+    shared by every subscriber."""
 
     topic: str
     seq: int
@@ -38,7 +41,7 @@ class Event:
     data: Mapping[str, Any]
     run_id: str | None
     principal_id: str | None
-    frame: bytes
+    encoded: bytes
 
     @property
     def owner_only(self) -> bool:
@@ -116,6 +119,9 @@ class ReplayOutcome:
 class EventBus:
     """Numbering, storing and fanning out events. Create one per gateway."""
 
+    #: Turns an event (topic, seq, ts, data) into the bytes every subscriber is sent. The bus
+    #: does not know the wire format: the composition root passes the server's encoder.
+    encode: EventEncoder = attrs.field(kw_only=True)
     replay_buffer: int = 10_000
     boot_id: str = attrs.Factory(lambda: uuid.uuid4().hex)
     _seq: int = 0
@@ -157,8 +163,7 @@ class EventBus:
         self._seq += 1
         seq = self._seq
         ts = now_ts()
-        frame = encode_notification("event", {"topic": topic, "seq": seq, "ts": ts, "data": data})
-        event = Event(topic, seq, ts, data, run_id, principal_id, frame)
+        event = Event(topic, seq, ts, data, run_id, principal_id, self.encode(topic, seq, ts, data))
         if len(self._ring) == self._ring.maxlen:
             self._evicted_upto = self._ring[0].seq
         self._ring.append(event)

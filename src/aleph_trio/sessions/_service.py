@@ -6,10 +6,8 @@ from typing import Annotated, Any, final
 
 from msgspec import Meta
 
-from ._events import EventBus
-from .protocol import ResourceNotFound
-from .store import Message, Store
-from .store._records import Role
+from ..kernel import EventBus, NotFound
+from ..store import Message, Role, Store
 
 __all__ = ["DEFAULT_SESSION", "SessionKey", "SessionService", "estimate_tokens"]
 
@@ -81,13 +79,13 @@ class SessionService:
             session_key, limit=limit, before_id=before_id
         )
         if session is None:
-            raise ResourceNotFound("session", session_key)
+            raise NotFound("session", session_key)
         return messages, session.token_count
 
     async def delete(self, session_key: str) -> int:
         removed = await self._store.delete_session(session_key)
         if removed is None:
-            raise ResourceNotFound("session", session_key)
+            raise NotFound("session", session_key)
         self._bus.publish(
             "session.deleted", {"session_key": session_key, "messages_removed": removed}
         )

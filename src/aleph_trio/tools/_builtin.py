@@ -1,7 +1,12 @@
-"""The built-in tools every agent may use unless its config says otherwise (PROTOCOL §7)."""
+"""The built-in tools every agent may use unless its config says otherwise (PROTOCOL §7).
+
+Each is built with what it uses: ``exec`` with the approvals and the config, the memory tools
+with the store.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -9,9 +14,10 @@ import attrs
 import trio
 from msgspec import Meta
 
-from ._config_file import secret_env_names
-from ._exec import child_environment, run_command
-from ._tools import AnyTool, Tool, ToolContext, ToolFailed
+from ..approvals import Approvals, child_environment, run_command
+from ..kernel import Config, secret_env_names
+from ..store import Store
+from ._tool import AnyTool, Tool, ToolContext, ToolFailed
 
 __all__ = ["builtin_tools"]
 
@@ -23,17 +29,28 @@ class ExecParams:
     timeout_ms: Annotated[int, Meta(ge=100, le=3_600_000)] | None = None
 
 
-async def exec_command(ctx: ToolContext, params: ExecParams) -> str:
-    """Ask for approval (the run waits in ``waiting_approval``), then run the exact command."""
-    gateway, run = ctx.gateway, ctx.run
+@attrs.frozen
+class ExecTool:
+    """``exec``: ask for approval (the run waits in ``waiting_approval``), then run the exact
+    command."""
+
+    approvals: Approvals
+    config: Callable[[], Config]
+
+    async def __call__(self, ctx: ToolContext, params: ExecParams) -> str:
+        return await exec_command(self.approvals, self.config, ctx, params)
+
+
+async def exec_command(
+    approvals: Approvals, settings: Callable[[], Config], ctx: ToolContext, params: ExecParams
+) -> str:
+    run = ctx.run
     if not params.command.strip():
         raise ToolFailed("the command is empty")
     cwd = await (trio.Path(params.cwd).expanduser() if params.cwd else trio.Path.cwd())
     if not await cwd.is_dir():
         raise ToolFailed(f"cwd {str(cwd)!r} is not an existing directory")
-    ticket = await gateway.approvals.submit(
-        params.command, str(cwd), run.agent.id, run_id=run.run_id
-    )
+    ticket = await approvals.submit(params.command, str(cwd), run.agent_id, run_id=run.run_id)
     try:
         if ticket.pending:
             await run.set_status("waiting_approval")
@@ -46,7 +63,8 @@ async def exec_command(ctx: ToolContext, params: ExecParams) -> str:
         raise
     if not decision.approved:
         raise ToolFailed(f"the command was not run: {decision.decision}")
-    limits = gateway.config.exec
+    config = settings()  # read after the wait: a reload meanwhile applies
+    limits = config.exec
     timeout_s = params.timeout_ms / 1000 if params.timeout_ms else limits.timeout_s
     try:
         result = await run_command(
@@ -54,7 +72,7 @@ async def exec_command(ctx: ToolContext, params: ExecParams) -> str:
             cwd=Path(cwd),
             timeout_s=timeout_s,
             max_output_bytes=limits.max_output_bytes,
-            env=child_environment(secret_env_names(gateway.config)),
+            env=child_environment(secret_env_names(config)),
         )
     except OSError as exc:
         raise ToolFailed(f"the command could not be started: {exc}") from None
@@ -82,11 +100,15 @@ class MemorySearchParams:
     limit: Annotated[int, Meta(ge=1, le=50)] = 5
 
 
-async def memory_search(ctx: ToolContext, params: MemorySearchParams) -> str:
-    hits = await ctx.gateway.store.search_memory(params.query, limit=params.limit)
-    if not hits:
-        return f"nothing stored matches {params.query!r}"
-    return "\n".join(f"- {hit.item.content} (id {hit.item.id})" for hit in hits)
+@attrs.frozen
+class MemorySearchTool:
+    store: Store
+
+    async def __call__(self, ctx: ToolContext, params: MemorySearchParams) -> str:
+        hits = await self.store.search_memory(params.query, limit=params.limit)
+        if not hits:
+            return f"nothing stored matches {params.query!r}"
+        return "\n".join(f"- {hit.item.content} (id {hit.item.id})" for hit in hits)
 
 
 @attrs.frozen
@@ -94,26 +116,34 @@ class MemoryStoreParams:
     content: Annotated[str, Meta(min_length=1, max_length=100_000)]
 
 
-async def memory_store(ctx: ToolContext, params: MemoryStoreParams) -> str:
-    content = params.content.strip()
-    if not content:
-        raise ToolFailed("there is nothing to remember in blank text")
-    item = await ctx.gateway.store.store_memory(
-        content,
-        source=ctx.run.record.session_key,
-        metadata={"run_id": ctx.run.record.run_id, "agent_id": ctx.run.record.agent_id},
-    )
-    return f"remembered (id {item.id})"
+@attrs.frozen
+class MemoryStoreTool:
+    store: Store
+
+    async def __call__(self, ctx: ToolContext, params: MemoryStoreParams) -> str:
+        content = params.content.strip()
+        if not content:
+            raise ToolFailed("there is nothing to remember in blank text")
+        run = ctx.run
+        item = await self.store.store_memory(
+            content,
+            source=run.session_key,
+            metadata={"run_id": run.run_id, "agent_id": run.agent_id},
+        )
+        return f"remembered (id {item.id})"
 
 
-def builtin_tools() -> list[AnyTool]:
+def builtin_tools(
+    *, approvals: Approvals, store: Store, config: Callable[[], Config]
+) -> list[AnyTool]:
+    """The built-in tools, bound to the services they use."""
     return [
         Tool(
             "exec",
             "Run a shell command (sh -c) and get its exit code and output. Every command needs "
             "approval under the gateway's exec policy; a denied command is not run.",
             ExecParams,
-            exec_command,
+            ExecTool(approvals, config),
         ),
         Tool(
             "ask_user",
@@ -126,12 +156,12 @@ def builtin_tools() -> list[AnyTool]:
             "memory_search",
             "Search long-term memory (facts stored earlier, in any session) by keywords.",
             MemorySearchParams,
-            memory_search,
+            MemorySearchTool(store),
         ),
         Tool(
             "memory_store",
             "Store a durable fact in long-term memory so later conversations can find it.",
             MemoryStoreParams,
-            memory_store,
+            MemoryStoreTool(store),
         ),
     ]

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Final
 import attrs
 import trio
 
-from ._clock import parse_ts
-from ._cron_schedule import Schedule, ScheduleError, parse_schedule
-from ._cron_states import check_initial
-from .store import CronJob, CronRun
+from ..kernel import parse_ts
+from ..store import CronJob, CronRun
+from ._schedule import Schedule, ScheduleError, parse_schedule
+from ._states import check_initial
 
 if TYPE_CHECKING:
-    from .protocol import AlephError
-    from .store import Store
+    from ..kernel import GatewayError
+    from ..store import Store
 
 __all__ = ["KEEP_RUNS", "Firing", "Job", "not_run"]
 
@@ -46,7 +46,7 @@ class Firing:
     run_id: str | None = None
     run_ended: bool = False  #: its agent run's end has been seen
     began: float | None = None  #: ``trio.current_time()`` when it started running
-    start_error: AlephError | None = None
+    start_error: GatewayError | None = None
     cancel_reason: str | None = None
 
 

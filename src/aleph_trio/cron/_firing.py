@@ -14,24 +14,48 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import Any, Final, Protocol, final
 
 import attrs
 import trio
 
-from ._clock import format_ts, parse_ts
-from ._cron_jobs import Firing, Job
-from ._cron_states import check_initial, check_transition
-from ._logs import component_logger
-from .protocol import InvalidParams, ResourceNotFound
-from .store import CronRun, Run, StoreError
+from ..kernel import (
+    CronConfig,
+    EventBus,
+    InvalidArgument,
+    NotFound,
+    component_logger,
+    format_ts,
+    parse_ts,
+)
+from ..runs import LiveRun
+from ..store import CronRun, Run, Store, StoreError
+from ._jobs import Firing, Job
+from ._states import check_initial, check_transition
 
-if TYPE_CHECKING:
-    from ._gateway import Gateway
-
-__all__ = ["FiringRunner"]
+__all__ = ["AgentRuns", "FiringRunner"]
 
 log = component_logger("cron")
+
+
+class AgentRuns(Protocol):
+    """What a firing needs of the run manager."""
+
+    async def start(
+        self,
+        message: str,
+        *,
+        session_key: str | None = None,
+        agent_id: str | None = None,
+        model: str | None = None,
+    ) -> Run: ...
+
+    async def wait_finished(self, run_id: str) -> Run: ...
+
+    def live(self, run_id: str) -> LiveRun | None: ...
+
+    async def cancel(self, run_id: str, reason: str) -> bool: ...
+
 
 #: How long the final bookkeeping of a cancelled firing may take.
 FINISH_TIMEOUT_S: Final = 5.0
@@ -45,10 +69,21 @@ class FiringRunner:
     ``cron.max_concurrent`` are this runner's, shared by all jobs.
     """
 
-    def __init__(self, gateway: Gateway, now: Callable[[], _dt.datetime]) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        runs: AgentRuns,
+        settings: Callable[[], CronConfig],
+        now: Callable[[], _dt.datetime],
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._runs = runs
+        self._settings = settings
         self._now = now
-        self._slots = trio.CapacityLimiter(gateway.config.cron.max_concurrent)
+        self._slots = trio.CapacityLimiter(settings().max_concurrent)
 
     async def settle(
         self,
@@ -63,7 +98,7 @@ class FiringRunner:
         try:
             if save:
                 try:
-                    await job.save(self._gateway.store, runs)
+                    await job.save(self._store, runs)
                 except StoreError as exc:
                     log.error(
                         "cron job %s: could not store its schedule: %s", job.record.job_id, exc
@@ -91,7 +126,7 @@ class FiringRunner:
             with firing.scope:
                 if after is not None:
                     await after.done.wait()
-                self._slots.total_tokens = self._gateway.config.cron.max_concurrent
+                self._slots.total_tokens = self._settings().max_concurrent
                 async with self._slots:
                     outcome = await self._execute(job, firing)
             if outcome is None:
@@ -117,26 +152,26 @@ class FiringRunner:
         started_at = format_ts(self._now())
         firing.record = _running_record(job, firing, started_at)
         job.record = attrs.evolve(job.record, last_run_at=started_at, last_status="running")
-        await job.save(self._gateway.store, [firing.record])
+        await job.save(self._store, [firing.record])
         record = job.record
         try:
-            run = await self._gateway.runs.start(
+            run = await self._runs.start(
                 record.prompt,
                 session_key=record.session_key,
                 agent_id=record.agent_id,
                 model=record.model,
             )
-        except (ResourceNotFound, InvalidParams) as exc:
+        except (NotFound, InvalidArgument) as exc:
             # The agent or the model is gone: this firing fails, the job keeps its schedule.
             firing.start_error = exc
             self._publish_triggered(firing)
             return "failed", f"could not start the agent run: {exc.message}"
         firing.run_id = run.run_id
         firing.record = attrs.evolve(firing.record, run_id=run.run_id)
-        await job.save(self._gateway.store, [firing.record])
+        await job.save(self._store, [firing.record])
         self._publish_triggered(firing)
         firing.started.set()
-        final = await self._gateway.runs.wait_finished(run.run_id)
+        final = await self._runs.wait_finished(run.run_id)
         firing.run_ended = True
         return _run_result(final, None)
 
@@ -156,7 +191,7 @@ class FiringRunner:
         )
         job.record = attrs.evolve(job.record, last_status=status)
         try:
-            await job.save(self._gateway.store, [firing.record])
+            await job.save(self._store, [firing.record])
         except StoreError as exc:
             log.error("cron run %s: could not store its outcome: %s", firing.cron_run_id, exc)
         began = firing.began
@@ -166,18 +201,18 @@ class FiringRunner:
 
     async def _run_outcome(self, run_id: str, reason: str | None) -> tuple[str, str | None]:
         """How the firing's agent run ended; cancelled (for ``reason``) if it is still live."""
-        runs = self._gateway.runs
+        runs = self._runs
         cancelled_by_us = runs.live(run_id) is not None
         try:
             if cancelled_by_us:
                 await runs.cancel(run_id, reason or "cancelled")
             final = await runs.wait_finished(run_id)
-        except ResourceNotFound:  # its own bookkeeping was cut short (a stop, a stuck disk)
+        except NotFound:  # its own bookkeeping was cut short (a stop, a stuck disk)
             return "failed", "its agent run ended without being recorded"
         return _run_result(final, reason if cancelled_by_us else None)
 
     def _publish_triggered(self, firing: Firing) -> None:
-        self._gateway.bus.publish(
+        self._bus.publish(
             "cron.triggered",
             {
                 "job_id": firing.job_id,
@@ -198,9 +233,9 @@ class FiringRunner:
             "duration_ms": duration_ms,
         }
         if run.status == "completed":
-            self._gateway.bus.publish("cron.completed", data)
+            self._bus.publish("cron.completed", data)
         else:
-            self._gateway.bus.publish("cron.failed", {**data, "error": run.error})
+            self._bus.publish("cron.failed", {**data, "error": run.error})
 
 
 def _run_result(final: Run, reason: str | None) -> tuple[str, str | None]:

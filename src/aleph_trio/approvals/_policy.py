@@ -33,7 +33,7 @@ import msgspec
 import tomli_w
 from msgspec import Meta
 
-from ._validation import ValidationFailed, convert
+from ..kernel import ValidationFailed, convert
 
 __all__ = [
     "AgentPolicy",

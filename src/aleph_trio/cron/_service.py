@@ -20,22 +20,31 @@ import heapq
 import itertools
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, final
+from typing import Final, final
 
 import attrs
 import trio
 
-from ._agents import resolve_agent
-from ._clock import format_ts, parse_ts, utc_now
-from ._cron_firing import FiringRunner
-from ._cron_jobs import Firing, Job, not_run
-from ._cron_schedule import Schedule, ScheduleError, parse_schedule, plan_due
-from ._logs import component_logger
-from .protocol import InvalidParams, ResourceNotFound
-from .store import CronJob, CronRun
-
-if TYPE_CHECKING:
-    from ._gateway import Gateway
+from ..kernel import (
+    Config,
+    Conflict,
+    EventBus,
+    InvalidArgument,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    component_logger,
+    format_ts,
+    parse_ts,
+    utc_now,
+)
+from ..providers import ModelCatalog
+from ..runs import resolve_agent
+from ..store import CronJob, CronRun, Store
+from ._firing import AgentRuns, FiringRunner
+from ._jobs import Firing, Job, not_run
+from ._schedule import Schedule, ScheduleError, parse_schedule, plan_due
+from ._states import LIVE
 
 __all__ = ["CronService", "CronStatistics", "Firing", "WallClock"]
 
@@ -68,33 +77,47 @@ class CronStatistics:
     next_job_id: str | None
 
 
-def _invalid(exc: ScheduleError) -> InvalidParams:
-    path = f"$.{exc.field}"
-    return InvalidParams(
-        f"Invalid params: {path}: {exc.message}", errors=[{"path": path, "message": exc.message}]
-    )
+def _invalid(exc: ScheduleError) -> InvalidArgument:
+    return InvalidArgument.field(f"$.{exc.field}", exc.message)
 
 
 @final
 class CronService:
     """Owns the jobs and their firings. Start it as the gateway's ``cron`` service."""
 
-    def __init__(self, gateway: Gateway, clock: WallClock | None = None) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        runs: AgentRuns,
+        models: ModelCatalog,
+        settings: Callable[[], Config],
+        clock: WallClock | None = None,
+    ) -> None:
+        self._store = store
+        self._models = models
+        self._settings = settings
         self.clock = clock or WallClock()
         self._jobs: dict[str, Job] = {}
         self._heap: list[tuple[_dt.datetime, int, str]] = []
         self._order = itertools.count()
         self._lot = trio.lowlevel.ParkingLot()
-        self._firings = FiringRunner(gateway, self.clock.now)
+        self._firings = FiringRunner(
+            store=store,
+            bus=bus,
+            runs=runs,
+            settings=lambda: settings().cron,
+            now=self.clock.now,
+        )
         self._nursery: trio.Nursery | None = None
 
     # -- service -----------------------------------------------------------------------------
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load the jobs, then schedule them until cancelled (firings end as cancelled)."""
-        store = self._gateway.store
-        interrupted = await store.fail_unfinished_cron_runs(INTERRUPTED)
+        store = self._store
+        interrupted = await store.fail_unfinished_cron_runs(INTERRUPTED, LIVE)
         self._jobs.clear()
         self._heap.clear()
         for record in await store.list_cron_jobs():
@@ -136,7 +159,7 @@ class CronService:
             enabled_jobs=sum(1 for job in self._jobs.values() if job.record.enabled),
             active_runs=active,
             queued_runs=len(firings) - active,
-            max_concurrent=self._gateway.config.cron.max_concurrent,
+            max_concurrent=self._settings().cron.max_concurrent,
             next_run_at=format_ts(head[0]) if head else None,
             next_job_id=head[2] if head else None,
         )
@@ -177,7 +200,7 @@ class CronService:
     def _job(self, job_id: str) -> Job:
         job = self._jobs.get(job_id)
         if job is None:
-            raise ResourceNotFound("job", job_id)
+            raise NotFound("job", job_id)
         return job
 
     # -- firing due jobs ---------------------------------------------------------------------
@@ -203,7 +226,7 @@ class CronService:
             due_at=job.next_at,
             now=now,
             misfire_policy=record.misfire_policy,
-            grace_s=self._gateway.config.cron.catch_up_grace_s,
+            grace_s=self._settings().cron.catch_up_grace_s,
         )
         why = ["the scheduler was not running at this time"] * len(plan.missed)
         if plan.more_missed:
@@ -260,24 +283,18 @@ class CronService:
         overlap_policy: str = "skip",
         model: str | None = None,
     ) -> CronJob:
-        """Create a job; ``-32602`` for a bad schedule, zone, model or a taken name, ``-32004``
-        for an unknown agent."""
+        """Create a job; :class:`InvalidArgument` for a bad schedule, zone or model,
+        :class:`Conflict` for a taken name, :class:`NotFound` for an unknown agent."""
         for field, value in (("name", name), ("prompt", prompt)):
             if not value.strip():
-                raise InvalidParams(
-                    f"Invalid params: $.{field}: must not be blank",
-                    errors=[{"path": f"$.{field}", "message": "must not be blank"}],
-                )
-        agent = resolve_agent(self._gateway.config, agent_id)
+                raise InvalidArgument.field(f"$.{field}", "must not be blank")
+        agent = resolve_agent(self._settings(), agent_id)
         if model is not None:
             try:
-                model = self._gateway.models.resolve(model).id
-            except ResourceNotFound:
+                model = self._models.resolve(model).id
+            except NotFound:
                 message = f"unknown model {model!r} (see models.list)"
-                raise InvalidParams(
-                    f"Invalid params: $.model: {message}",
-                    errors=[{"path": "$.model", "message": message}],
-                ) from None
+                raise InvalidArgument.field("$.model", message) from None
         now = self.clock.now()
         try:
             parsed = parse_schedule(schedule, timezone, now=now)
@@ -301,13 +318,8 @@ class CronService:
             next_run_at=format_ts(next_at) if next_at else None,
             model=model,
         )
-        if not await self._gateway.store.insert_cron_job(record):
-            message = f"a job named {name!r} exists already"
-            raise InvalidParams(
-                f"Invalid params: $.name: {message}",
-                errors=[{"path": "$.name", "message": message}],
-                reason="conflict",
-            )
+        if not await self._store.insert_cron_job(record):
+            raise Conflict.field("$.name", f"a job named {name!r} exists already")
         job = self._add(record, parsed)
         self._wake()
         log.info("cron job %s (%s) created: %s", job_id, name, parsed.describe())
@@ -329,7 +341,7 @@ class CronService:
     async def get(self, job_id: str) -> tuple[CronJob, list[CronRun]]:
         """The job and its newest cron runs (newest first)."""
         job = self._job(job_id)
-        runs = await self._gateway.store.recent_cron_runs(job_id, limit=RECENT_RUNS)
+        runs = await self._store.recent_cron_runs(job_id, limit=RECENT_RUNS)
         return job.record, runs
 
     async def delete(self, job_id: str) -> None:
@@ -343,7 +355,7 @@ class CronService:
         for firing in list(job.firings):
             await firing.done.wait()
         try:
-            await self._gateway.store.delete_cron_job(job_id)
+            await self._store.delete_cron_job(job_id)
         except BaseException:  # not deleted after all: schedule it again
             if self._jobs.setdefault(job_id, job) is job:
                 self._push(job)
@@ -354,43 +366,42 @@ class CronService:
     async def trigger(self, job_id: str) -> Firing:
         """Fire the job now (also while it is paused); returns once its agent run has started.
 
-        Follows ``overlap_policy``: ``skip`` refuses while a firing runs (``-32602``
-        ``invalid_state``), ``queue`` waits for it (one firing at most may wait).
+        Follows ``overlap_policy``: ``skip`` refuses while a firing runs (:class:`InvalidState`),
+        ``queue`` waits for it (one firing at most may wait; :class:`LimitReached`).
         """
         job = self._job(job_id)
         refused = job.overlap()
         if refused is not None:
-            raise InvalidParams(f"Invalid params: job {job_id}: {refused[0]}", reason=refused[1])
+            error = InvalidState if refused[1] == "invalid_state" else LimitReached
+            raise error(f"job {job_id}: {refused[0]}")
         firing = Firing(job_id, "manual", None)
         self._start(job, firing, [], save=False)
         await firing.started.wait()
         if firing.start_error is not None:
             raise firing.start_error
         if firing.run_id is None:
-            raise ResourceNotFound("job", job_id)  # deleted (or stopped) before it could start
+            raise NotFound("job", job_id)  # deleted (or stopped) before it could start
         return firing
 
     async def pause(self, job_id: str) -> CronJob:
         job = self._job(job_id)
         job.record = attrs.evolve(job.record, enabled=False)
         self._set_next(job, None)
-        await job.save(self._gateway.store)
+        await job.save(self._store)
         return job.record
 
     async def resume(self, job_id: str) -> CronJob:
         """Enable the job again; its next fire time is counted from now (nothing is made up
-        for the time it was paused). ``-32602`` when it has no fire time left."""
+        for the time it was paused). :class:`InvalidState` when it has no fire time left."""
         job = self._job(job_id)
         if not job.record.enabled or job.next_at is None:  # paused, or parked after a fault
             next_at = job.schedule.next_after(self.clock.now(), anchor=job.anchor)
             if next_at is None:
-                raise InvalidParams(
-                    f"Invalid params: job {job_id} has no fire time left "
-                    f"({job.record.schedule} has passed)",
-                    reason="invalid_state",
+                raise InvalidState(
+                    f"job {job_id} has no fire time left ({job.record.schedule} has passed)"
                 )
             job.record = attrs.evolve(job.record, enabled=True)
             self._set_next(job, next_at)
-            await job.save(self._gateway.store)
+            await job.save(self._store)
             self._wake()
         return job.record

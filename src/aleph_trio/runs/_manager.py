@@ -18,25 +18,33 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import Any, Final, TypeVar, final
 
 import attrs
 import trio
 
-from ._agent_loop import RunFailure, run_agent
+from ..kernel import (
+    Config,
+    Conflict,
+    ErrorCode,
+    EventBus,
+    FieldProblem,
+    InvalidArgument,
+    InvalidState,
+    LimitReached,
+    NotFound,
+    Subscriber,
+    component_logger,
+    now_ts,
+)
+from ..providers import ModelCatalog, ModelInfo
+from ..sessions import Compactor, SessionService
+from ..store import Run, Store, StoreError
+from ._agent_loop import AgentLoop, RunFailure
 from ._agents import Agent, resolve_agent
-from ._clock import now_ts
+from ._lanes import Lanes
 from ._live_run import LiveRun, Outcome, Turn
-from ._logs import component_logger
-from ._run_lanes import Lanes
-from ._run_states import check_transition
-from .protocol import ErrorCode, InvalidParams, ResourceNotFound
-from .providers import ModelInfo
-from .store import Run, StoreError
-
-if TYPE_CHECKING:
-    from ._events import Subscriber
-    from ._gateway import Gateway
+from ._states import LIVE, check_transition
 
 __all__ = ["RunManager", "RunStatistics"]
 
@@ -70,14 +78,35 @@ def _fingerprint(*parts: object) -> str:
 class RunManager:
     """Owns every live run. Start it as the gateway's ``runs`` service."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self._gateway = gateway
+    def __init__(
+        self,
+        *,
+        store: Store,
+        bus: EventBus,
+        sessions: SessionService,
+        models: ModelCatalog,
+        loop: AgentLoop,
+        compactor: Compactor,
+        settings: Callable[[], Config],
+    ) -> None:
+        self._store = store
+        self._bus = bus
+        self._sessions = sessions
+        self._models = models
+        self._loop = loop
+        self._compactor = compactor
+        self._settings = settings
         self._nursery: trio.Nursery | None = None
         self._runs: dict[str, LiveRun] = {}
         self._lanes = Lanes(lambda: self._max_concurrent, self._admit)
         self._claiming = trio.Lock()
 
     # -- service -----------------------------------------------------------------------------
+
+    async def fail_interrupted(self, reason: str) -> int:
+        """At start-up: runs a stopped process left unfinished are failed with ``reason``;
+        returns how many there were."""
+        return len(await self._store.fail_unfinished_runs(reason, LIVE))
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Keep the runs' nursery open until cancelled; then every run gets its terminal event."""
@@ -97,19 +126,19 @@ class RunManager:
 
     @property
     def _max_concurrent(self) -> int:
-        return self._gateway.config.runs.max_concurrent
+        return self._settings().runs.max_concurrent
 
     def fill(self) -> None:
         """Admit queued runs into slots that a larger ``runs.max_concurrent`` opened."""
         self._lanes.fill()
 
     def bus_publish(self, topic: str, data: dict[str, Any], run: LiveRun) -> None:
-        self._gateway.bus.publish(
+        self._bus.publish(
             topic, data, run_id=run.record.run_id, principal_id=run.record.principal_id
         )
 
     async def save(self, record: Run) -> None:
-        await self._gateway.store.save_run(record)
+        await self._store.save_run(record)
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -121,9 +150,9 @@ class RunManager:
         live = self._runs.get(run_id)
         if live is not None:
             return live.record
-        record = await self._gateway.store.get_run(run_id)
+        record = await self._store.get_run(run_id)
         if record is None:
-            raise ResourceNotFound("run", run_id)
+            raise NotFound("run", run_id)
         return record
 
     async def wait_finished(self, run_id: str) -> Run:
@@ -159,20 +188,20 @@ class RunManager:
     ) -> Run:
         """Accept a run and return its record (``running`` or ``queued``); its events follow.
 
-        Raises ``-32004`` for an unknown agent and ``-32602`` for an unknown model or a reused
-        idempotency key with other parameters.
+        Raises :class:`NotFound` for an unknown agent, :class:`InvalidArgument` for an unknown
+        model and :class:`Conflict` for a reused idempotency key with other parameters.
         """
-        config = self._gateway.config
+        config = self._settings()
         agent = resolve_agent(config, agent_id or "main")
         key = session_key or f"agent:{agent.id}:main"
-        catalog = self._gateway.models
+        catalog = self._models
         model_id = model or agent.model or catalog.default_model
         try:
             info = catalog.resolve(model_id)
-        except ResourceNotFound:
-            raise InvalidParams(
-                f"Invalid params: unknown model {model_id!r} (see models.list)",
-                errors=[{"path": "$.model", "message": f"unknown model {model_id!r}"}],
+        except NotFound:
+            raise InvalidArgument(
+                f"unknown model {model_id!r} (see models.list)",
+                problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],
             ) from None
         level = agent.thinking if thinking is None else thinking
         if isinstance(level, bool):
@@ -185,19 +214,14 @@ class RunManager:
         claim = f"agent.run:{principal_id or ''}:{idempotency_key}"
         fingerprint = _fingerprint(message, key, agent.id, info.id, level)
         async with self._claiming:
-            existing = await self._gateway.store.claim_key(
-                claim, fingerprint, run_id, IDEMPOTENCY_TTL_S
-            )
+            existing = await self._store.claim_key(claim, fingerprint, run_id, IDEMPOTENCY_TTL_S)
             if existing is not None:
                 old_fingerprint, old_run = existing
                 if old_fingerprint != fingerprint:
-                    raise InvalidParams(
-                        "Invalid params: idempotency_key was already used with other parameters",
-                        reason="conflict",
-                    )
+                    raise Conflict("idempotency_key was already used with other parameters")
                 try:
                     record = await self.get(old_run)
-                except ResourceNotFound:
+                except NotFound:
                     run_id = old_run  # accepted but never stored (the process died): redo it
                 else:
                     if watcher is not None and old_run in self._runs:
@@ -235,7 +259,7 @@ class RunManager:
             record=record,
             agent=agent,
             model=model,
-            provider=self._gateway.models.provider_for(model),
+            provider=self._models.provider_for(model),
             message=message,
             thinking=thinking,
             manager=self,
@@ -248,7 +272,7 @@ class RunManager:
         return live
 
     def _watch(self, live: LiveRun, watcher: Subscriber) -> None:
-        self._gateway.bus.own_run(watcher, live.run_id)
+        self._bus.own_run(watcher, live.run_id)
         live.watchers.append(watcher)
 
     # -- admission -------------------------------------------------------------------------
@@ -278,7 +302,7 @@ class RunManager:
         try:
             with live.scope:
                 await live.admitted.wait()
-                timeout = self._gateway.config.runs.timeout_s
+                timeout = self._settings().runs.timeout_s
                 with trio.move_on_after(timeout) as timer:
                     outcome = await self._work(live)
                 if timer.cancelled_caught:
@@ -302,7 +326,7 @@ class RunManager:
             live.emit("agent.started", {"agent_id": live.agent.id, "model": live.model.id})
             live.emit("stream.start", {"model": live.model.id})
             live.stream_started = True
-            await run_agent(self._gateway, live)
+            await self._loop.run(live)
         except RunFailure as exc:
             return Outcome("failed", exc.message, exc.code)
         except StoreError as exc:
@@ -318,16 +342,15 @@ class RunManager:
     async def _finish(self, live: LiveRun, outcome: Outcome) -> None:
         """Store what is left, persist the final record, then publish the last events."""
         live.finishing = True
-        gateway = self._gateway
         try:
             try:
                 if live.unsaved:
-                    await gateway.sessions.append(
+                    await self._sessions.append(
                         live.session_key, "assistant", "".join(live.unsaved), run_id=live.run_id
                     )
                     live.unsaved.clear()
                 for call_id in live.open_calls:
-                    await gateway.sessions.append(
+                    await self._sessions.append(
                         live.session_key,
                         "tool",
                         f"Error: the run was {outcome.status} before this tool finished",
@@ -374,7 +397,7 @@ class RunManager:
         finally:
             self._runs.pop(live.run_id, None)
             for watcher in live.watchers:
-                self._gateway.bus.release_run(watcher, live.run_id)
+                self._bus.release_run(watcher, live.run_id)
             live.done.set()
 
     @staticmethod
@@ -393,10 +416,10 @@ class RunManager:
 
     async def _compaction_due(self, live: LiveRun) -> bool:
         try:
-            session = await self._gateway.store.get_session(live.session_key)
+            session = await self._store.get_session(live.session_key)
         except StoreError:
             return False
-        threshold = self._gateway.config.sessions.compact_at_tokens
+        threshold = self._settings().sessions.compact_at_tokens
         return session is not None and session.token_count > threshold
 
     async def _compact(self, live: LiveRun) -> None:
@@ -404,7 +427,7 @@ class RunManager:
         live.scope = trio.CancelScope()  # so session.delete and shutdown can still stop it
         with live.scope:
             try:
-                await self._gateway.compactor.compact(live.session_key, model=live.model)
+                await self._compactor.compact(live.session_key, model=live.model)
             except Exception as exc:
                 log.warning("automatic compaction of %s failed: %s", live.session_key, exc)
 
@@ -414,7 +437,7 @@ class RunManager:
         """Cancel a run and wait until its task has cleaned up; ``False`` if it had finished."""
         live = self._runs.get(run_id)
         if live is None:
-            await self.get(run_id)  # -32004 for a run that never existed
+            await self.get(run_id)  # NotFound for a run that never existed
             return False
         if live.finishing:
             await live.done.wait()
@@ -447,10 +470,8 @@ class RunManager:
             question.answer.send_nowait(message)
             return True
         if len(live.inputs) >= MAX_PENDING_INPUTS:
-            raise InvalidParams(
-                f"Invalid params: run {run_id} already has {MAX_PENDING_INPUTS} messages "
-                "waiting for it",
-                reason="limit",
+            raise LimitReached(
+                f"run {run_id} already has {MAX_PENDING_INPUTS} messages waiting for it"
             )
         live.inputs.append(message)
         return True
@@ -458,18 +479,16 @@ class RunManager:
     async def exclusive(
         self, session_key: str, fn: Callable[[], Awaitable[T]], *, busy_message: str
     ) -> T:
-        """Run ``fn`` holding ``session_key`` (no run starts meanwhile); refused if it is busy."""
+        """Run ``fn`` holding ``session_key`` (no run starts meanwhile); refused with
+        :class:`InvalidState` (``busy_message``) if it is busy."""
         if self.session_busy(session_key):
-            raise InvalidParams(busy_message, reason="invalid_state")
+            raise InvalidState(busy_message)
         turn = Turn(session_key, needs_slot=False)
         self._lanes.enqueue(turn)
         try:
             with turn.scope:
                 return await fn()
-            raise InvalidParams(
-                f"Invalid params: session {session_key} was deleted meanwhile",
-                reason="invalid_state",
-            )
+            raise InvalidState(f"session {session_key} was deleted meanwhile")
         finally:
             self._lanes.release(turn)
             turn.done.set()

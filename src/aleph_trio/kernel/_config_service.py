@@ -60,6 +60,10 @@ class ConfigService:
     def config(self) -> Config:
         return self.loaded.config
 
+    def current(self) -> Config:
+        """The configuration in force right now: what services are given to read it."""
+        return self.loaded.config
+
     def on_change(self, apply: Callable[[Config, Config, list[str]], None]) -> None:
         """Call ``apply(old, new, changed_keys)`` whenever a new config is swapped in."""
         self._appliers.append(apply)

@@ -12,32 +12,31 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import trio
 
-from ._logs import component_logger
-from ._prompt import tool_call_json
-from ._sessions import estimate_tokens
-from ._tools import ToolContext, ToolResult, parse_arguments
-from .protocol import ErrorCode
-from .providers import (
+from ..kernel import ErrorCode, RunsConfig, component_logger
+from ..providers import (
     Finish,
     ModelRequest,
+    ProviderError,
     TextDelta,
     ThinkingDelta,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
-from .providers._errors import ProviderError
+from ..sessions import SessionService, estimate_tokens
+from ..tools import ToolBox, ToolContext, ToolResult, parse_arguments
+from ._prompt import PromptBuilder, tool_call_json
 
 if TYPE_CHECKING:
-    from ._gateway import Gateway
     from ._live_run import LiveRun
 
-__all__ = ["RunFailure", "run_agent"]
+__all__ = ["AgentLoop", "RunFailure"]
 
 log = component_logger("runs")
 
@@ -70,15 +69,29 @@ class _ModelTurn:
     tokens: int
 
 
-async def run_agent(gateway: Gateway, live: LiveRun) -> None:
-    """Drive the run to its end; raises :class:`RunFailure` when it cannot get there."""
-    sessions = gateway.sessions
+@final
+@attrs.frozen
+class AgentLoop:
+    """What the loop of every run uses: where messages are stored, the tools, the prompt."""
+
+    sessions: SessionService
+    tools: ToolBox
+    prompts: PromptBuilder
+    settings: Callable[[], RunsConfig]
+
+    async def run(self, live: LiveRun) -> None:
+        """Drive the run to its end; raises :class:`RunFailure` when it cannot get there."""
+        await _run_agent(self, live)
+
+
+async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
+    sessions = loop.sessions
     key = live.session_key
-    limits = gateway.config.runs
+    limits = loop.settings()
     with trio.CancelScope(shield=True):  # stored or not, never half-known
         await sessions.append(key, "user", live.message, run_id=live.run_id)
-    tools = live.agent.allowed(gateway.tools.names())
-    specs = gateway.tools.specs(tools)
+    tools = live.agent.allowed(loop.tools.names())
+    specs = loop.tools.specs(tools)
     reserved = sum(estimate_tokens(json.dumps(attrs.asdict(spec))) for spec in specs)
     while True:
         while live.inputs:
@@ -88,9 +101,7 @@ async def run_agent(gateway: Gateway, live: LiveRun) -> None:
             raise RunFailure(
                 f"the run stopped after {limits.max_iterations} model calls (runs.max_iterations)"
             )
-        messages = await gateway.prompts.build(
-            live.agent, key, live.model, reserved_tokens=reserved
-        )
+        messages = await loop.prompts.build(live.agent, key, live.model, reserved_tokens=reserved)
         request = ModelRequest(
             live.model.name,
             messages,
@@ -123,7 +134,7 @@ async def run_agent(gateway: Gateway, live: LiveRun) -> None:
                 continue
             return
         for call in turn.calls:
-            await _run_tool(gateway, live, call)
+            await _run_tool(loop, live, call)
 
 
 async def _call_model(live: LiveRun, request: ModelRequest, *, retries: int) -> _ModelTurn:
@@ -193,28 +204,28 @@ async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
     return _ModelTurn(answer, tool_calls, tokens)
 
 
-async def _run_tool(gateway: Gateway, live: LiveRun, call: ToolCall) -> None:
+async def _run_tool(loop: AgentLoop, live: LiveRun, call: ToolCall) -> None:
     arguments = parse_arguments(call.arguments)
     shown: Any = arguments if isinstance(arguments, dict) else call.arguments
     live.emit("stream.tool_start", {"tool_call_id": call.id, "tool": call.name, "input": shown})
     started = trio.current_time()
     live.running_tool = (call.id, call.name, started)
-    tool = gateway.tools.get(call.name) if live.agent.may_use(call.name) else None
+    tool = loop.tools.get(call.name) if live.agent.may_use(call.name) else None
     if tool is None:
-        allowed = ", ".join(live.agent.allowed(gateway.tools.names())) or "none"
+        allowed = ", ".join(live.agent.allowed(loop.tools.names())) or "none"
         result = ToolResult(f"unknown tool {call.name!r}; this agent may use: {allowed}", True)
     elif isinstance(arguments, str):
         result = ToolResult(f"{call.name}: {arguments}", is_error=True)
     else:
         try:
-            result = await tool.call(ToolContext(gateway, live), arguments)
+            result = await tool.call(ToolContext(live), arguments)
         except Exception as exc:  # a bug in a tool is the model's error result, not a crash
             log.exception("tool %s failed in run %s", call.name, live.run_id)
             result = ToolResult(f"{call.name} failed: {type(exc).__name__}: {exc}", True)
     duration_ms = round((trio.current_time() - started) * 1000)
     content = f"Error: {result.output}" if result.is_error else result.output
     with trio.CancelScope(shield=True):
-        await gateway.sessions.append(
+        await loop.sessions.append(
             live.session_key, "tool", content, run_id=live.run_id, tool_call_id=call.id
         )
         if call.id in live.open_calls:

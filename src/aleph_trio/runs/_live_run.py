@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import attrs
 import trio
 
+from ..providers import ModelInfo, Provider
+from ..store import Run
 from ._agents import Agent
-from ._run_states import check_transition
-from .providers import ModelInfo, Provider
-from .store import Run
+from ._states import check_transition
 
 if TYPE_CHECKING:
-    from ._events import Subscriber
-    from ._runs import RunManager
+    from ..kernel import Subscriber
+    from ._manager import RunManager
 
 __all__ = ["LiveRun", "Outcome", "Question", "Turn"]
 
@@ -86,6 +86,10 @@ class LiveRun(Turn):
     @property
     def run_id(self) -> str:
         return self.record.run_id
+
+    @property
+    def agent_id(self) -> str:
+        return self.agent.id
 
     def emit(self, topic: str, data: dict[str, Any]) -> None:
         """Publish an event of this run (it carries ``run_id`` and ``session_key``); text still
