@@ -45,10 +45,7 @@ from _table import format_table, make_row, write_report  # noqa: E402
 from run import _percentile, machine_info  # noqa: E402
 
 from aleph_trio import Config, open_gateway  # noqa: E402
-from aleph_trio.cron import (
-    CronService,  # noqa: E402
-    parse_schedule,  # noqa: E402
-)
+from aleph_trio.cron import CronService, parse_schedule  # noqa: E402
 from aleph_trio.kernel import format_ts, parse_ts, utc_now  # noqa: E402
 from aleph_trio.store import CronJob, open_sqlite_store  # noqa: E402
 
@@ -134,7 +131,13 @@ async def _child(data_dir: str) -> dict[str, Any]:
     async with open_gateway(Config(), data_dir=data_dir, watch_config=False) as gateway:
         opened_s = time.perf_counter() - started
         rss = rss_kib()
-        second = CronService(gateway)
+        second = CronService(
+            store=gateway.store,
+            bus=gateway.bus,
+            runs=gateway.runs,
+            models=gateway.models,
+            settings=gateway.settings.current,
+        )
         async with trio.open_nursery() as nursery:
             t0 = time.perf_counter()
             await nursery.start(second.serve)

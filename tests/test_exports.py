@@ -15,6 +15,39 @@ def test_all_matches_public_names() -> None:
     assert len(aleph_trio.__all__) == len(set(aleph_trio.__all__))
 
 
+def test_the_public_names_are_the_documented_ones() -> None:
+    """What embedding programs and clients import; a rename or a removal is a breaking change."""
+    import aleph_trio.client
+
+    assert sorted(aleph_trio.__all__) == [
+        "AlephError",
+        "Client",
+        "ClientEvent",
+        "Config",
+        "ConfigError",
+        "ErrorCode",
+        "Gateway",
+        "Tool",
+        "ToolContext",
+        "ToolFailed",
+        "WallClock",
+        "__version__",
+        "load_config",
+        "open_client",
+        "open_gateway",
+        "serve_gateway",
+    ]
+    assert sorted(aleph_trio.client.__all__) == [
+        "Client",
+        "ClientEvent",
+        "ConnectionLost",
+        "open_client",
+        "open_stream_client",
+    ]
+    for name in aleph_trio.client.__all__:
+        assert getattr(aleph_trio.client, name) is not None
+
+
 def test_protocol_package_imports_no_trio() -> None:
     """The JSON-RPC core stays sans-IO: no module in it imports trio (or anything that does)."""
     import ast

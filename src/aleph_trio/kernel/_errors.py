@@ -4,13 +4,13 @@ class to a JSON-RPC error in one place (``rpc/_errors.py``), so no service build
 ::
 
     GatewayError                 a sentence for a person, plus ``details`` for a client
-    ├── NotFound                 the named thing does not exist              → -32004
-    ├── InvalidArgument          a value the caller sent is wrong            → -32602
-    │   ├── Conflict             it clashes with what exists                 → reason "conflict"
-    │   ├── InvalidState         not now: the thing is in the wrong state    → reason "invalid_state"
-    │   └── LimitReached         a bound would be exceeded                   → reason "limit"
-    ├── OperationFailed          the gateway could not do it (a disk, a file)→ -32603
-    └── TimedOut                 it did not finish in time                   → -32005
+    ├── NotFound          the named thing does not exist          → -32004
+    ├── InvalidArgument   a value the caller sent is wrong        → -32602
+    │   ├── Conflict      it clashes with what exists             → reason "conflict"
+    │   ├── InvalidState  not now: the thing is in the wrong state → reason "invalid_state"
+    │   └── LimitReached  a bound would be exceeded               → reason "limit"
+    ├── OperationFailed   the gateway could not do it (disk, file) → -32603
+    └── TimedOut          it did not finish in time               → -32005
 
 ``ErrorCode`` is re-exported for the payloads that carry a code (``agent.error``, a run's
 ``error_code``); those numbers are part of the event vocabulary, not a wire framing.
