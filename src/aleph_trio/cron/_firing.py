@@ -7,7 +7,7 @@ run on the job's session. Whatever happens next, it ends by recording its outcom
 publishing exactly one ``cron.completed`` / ``cron.failed`` (state first, then the event).
 
 :class:`FiringRunner` is that task's body (:meth:`FiringRunner.settle`); the scheduler in
-``_cron.py`` decides when a firing is accepted and starts it.
+``_service.py`` decides when a firing is accepted and starts it.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 its next fire time and its accepted firings; :class:`Firing` is one of those firings;
 :func:`not_run` records a fire time that did not run.
 
-Both modules of the service share these: ``_cron.py`` schedules jobs and answers the ``cron.*``
-methods, ``_cron_firing.py`` runs a firing to its outcome.
+Both modules of the service share these: ``_service.py`` schedules jobs and answers the ``cron.*``
+methods, ``_firing.py`` runs a firing to its outcome.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ once, at its first occurrence; one that does not occur (spring) fires at the nex
 Expressions with a wildcard minute or hour (``*/15 * * * *``) follow real time instead: every
 15 minutes of elapsed time, whatever the clock on the wall says.
 
-Fields are checked first (``_cron_fields.py``), so an error names the field and the value
+Fields are checked first (``_fields.py``), so an error names the field and the value
 (``minute field: 61 is out of range 0-59``); ``cronsim`` then evaluates the expression.
 """
 

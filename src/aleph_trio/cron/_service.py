@@ -8,7 +8,7 @@ one when its previous firing is still running (``overlap_policy``). Its next fir
 before anything of the firing starts, so a restart at any moment fires it when it should.
 
 Each accepted firing is a child task in the service's nursery, registered with its job
-(``cron.delete`` cancels it); ``_cron_firing.py`` runs it to its outcome, and ``_cron_jobs.py``
+(``cron.delete`` cancels it); ``_firing.py`` runs it to its outcome, and ``_jobs.py``
 holds what is kept of a job and its firings. This module holds the scheduling and the ``cron.*``
 methods.
 """
