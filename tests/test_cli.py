@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import stat
 import subprocess
@@ -16,60 +14,8 @@ import trio
 
 from aleph_trio import open_client
 from aleph_trio.__main__ import is_loopback, main
+from gatewayproc import Server, env_without_token, start_server
 from rawws import RawWebSocket
-
-
-def env_without_token() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("ALEPH_TRIO_TOKEN", None)
-    env.pop("ALEPH_TRIO_CONFIG", None)
-    return env
-
-
-class Server:
-    def __init__(self, process: trio.Process, lines: list[str], url: str) -> None:
-        self.process = process
-        self.lines = lines
-        self.url = url
-
-
-async def start_server(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
-) -> AsyncIterator[Server]:
-    config = tmp_path / "absent.toml"
-    cmd = [
-        sys.executable,
-        "-m",
-        "aleph_trio",
-        "--port",
-        "0",
-        "--data-dir",
-        str(tmp_path / "data"),
-        "--config",
-        str(config),
-        *args,
-    ]
-    process = await trio.lowlevel.open_process(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env or env_without_token()
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    buffer = b""
-    try:
-        with trio.fail_after(20):
-            while len(lines) < 3:
-                chunk = await process.stdout.receive_some(4096)
-                assert chunk, f"server exited early: {lines}"
-                buffer += chunk
-                *done, buffer = buffer.split(b"\n")
-                lines += [line.decode() for line in done]
-        match = re.search(r"listening on (ws://\S+)", lines[0])
-        assert match, lines
-        yield Server(process, lines, match.group(1))
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
 
 
 @pytest.fixture
@@ -110,20 +56,55 @@ async def test_sigint_exits_0(server: Server) -> None:
         assert await server.process.wait() == 0
 
 
-async def test_print_token_and_env_token(tmp_path: Path) -> None:
+async def test_env_token_is_used_and_no_token_file_is_made(tmp_path: Path) -> None:
     env = env_without_token()
     env["ALEPH_TRIO_TOKEN"] = "from-the-environment"
-    async for server in start_server(tmp_path, "--print-token", env=env):
-        assert server.lines[1] == "owner token: from-the-environment"
+    async for server in start_server(tmp_path, env=env):
+        assert server.lines[1] == "owner token: in the environment variable ALEPH_TRIO_TOKEN"
         with trio.fail_after(10):
             async with open_client(server.url, token="from-the-environment") as client:
                 assert (await client.call("health"))["status"] == "ok"
         assert not (tmp_path / "data" / "token").exists()
 
 
-def run_cli(*args: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+def test_print_token_prints_the_env_token_and_exits(tmp_path: Path) -> None:
+    env = env_without_token()
+    env["ALEPH_TRIO_TOKEN"] = "from-the-environment"
+    result = subprocess.run(
+        [sys.executable, "-m", "aleph_trio", "--data-dir", str(tmp_path / "d"), "--print-token",
+         "--config", str(tmp_path / "none.toml")],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert (result.returncode, result.stdout, result.stderr) == (0, "from-the-environment\n", "")
+    assert not (tmp_path / "d" / "token").exists()
+
+
+async def test_print_token_beside_a_running_gateway(server: Server, tmp_path: Path) -> None:
+    """It creates nothing and takes neither the data dir's lock nor a port."""
+    config = str(tmp_path / "absent.toml")
+    data_dir = tmp_path / "data"
+    result = await trio.to_thread.run_sync(
+        lambda: run_cli("--print-token", "--config", config, tmp_path=tmp_path, data_dir=data_dir)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (tmp_path / "data" / "token").read_text()
+
+
+def test_print_token_creates_the_token_when_missing(tmp_path: Path) -> None:
+    result = run_cli("--print-token", "--config", str(tmp_path / "none.toml"), tmp_path=tmp_path)
+    token_file = tmp_path / "d" / "token"
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.strip() == token_file.read_text().strip() and len(result.stdout) > 40
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    assert not (tmp_path / "d" / "gateway.db").exists()  # no gateway was started
+
+
+def run_cli(
+    *args: str, tmp_path: Path, data_dir: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    data_dir = data_dir or tmp_path / "d"
     return subprocess.run(
-        [sys.executable, "-m", "aleph_trio", "--data-dir", str(tmp_path / "d"), *args],
+        [sys.executable, "-m", "aleph_trio", "--data-dir", str(data_dir), *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -83,25 +83,42 @@ async def test_reconnect_resumes_without_loss_or_duplicates(data_dir: Path) -> N
         scope.cancel()
 
 
+async def run_gateway_until(
+    data_dir: Path, *, task_status: trio.TaskStatus[tuple[Gateway, int, trio.CancelScope]]
+) -> None:
+    """A gateway of its own, serving until the returned scope is cancelled; then it closes."""
+    async with open_gateway(Config(), data_dir=data_dir) as gateway, trio.open_nursery() as inner:
+        port, scope = await inner.start(serve_until, gateway)
+        task_status.started((gateway, port, scope))
+
+
 async def test_reconnect_after_restart_signals_resync(tmp_path: Path) -> None:
     """A new gateway process (new boot_id) cannot replay: the client says so with client.resync."""
     async with trio.open_nursery() as nursery:
-        async with open_gateway(Config(), data_dir=tmp_path) as first:
-            port, scope = await nursery.start(serve_until, first)
-            with trio.fail_after(20):
-                async with open_client(
-                    f"ws://127.0.0.1:{port}/", token=first.owner_token, reconnect=True
-                ) as client:
-                    await client.subscribe(["feed.*"])
-                    boot = client.boot_id
-                    scope.cancel()
-                    await client.wait_disconnected()
-                    async with open_gateway(Config(), data_dir=tmp_path) as second:
-                        _, scope2 = await nursery.start(serve_until, second, port)
-                        event = await client.next_event()
-                        assert event.topic == "client.resync"
-                        assert event.data == {"reason": "gateway restarted"}
-                        assert client.boot_id == second.bus.boot_id != boot
-                        second.bus.publish("feed.item", {"n": 1})
-                        assert (await client.next_event()).data == {"n": 1}
-                        scope2.cancel()
+        closed = trio.Event()
+
+        async def first_life(
+            task_status: trio.TaskStatus[tuple[Gateway, int, trio.CancelScope]],
+        ) -> None:
+            await run_gateway_until(tmp_path, task_status=task_status)
+            closed.set()
+
+        first, port, scope = await nursery.start(first_life)
+        with trio.fail_after(20):
+            async with open_client(
+                f"ws://127.0.0.1:{port}/", token=first.owner_token, reconnect=True
+            ) as client:
+                await client.subscribe(["feed.*"])
+                boot = client.boot_id
+                scope.cancel()
+                await client.wait_disconnected()
+                await closed.wait()  # the first gateway is gone before the next one opens
+                async with open_gateway(Config(), data_dir=tmp_path) as second:
+                    _, scope2 = await nursery.start(serve_until, second, port)
+                    event = await client.next_event()
+                    assert event.topic == "client.resync"
+                    assert event.data == {"reason": "gateway restarted"}
+                    assert client.boot_id == second.bus.boot_id != boot
+                    second.bus.publish("feed.item", {"n": 1})
+                    assert (await client.next_event()).data == {"n": 1}
+                    scope2.cancel()

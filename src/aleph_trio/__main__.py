@@ -1,4 +1,9 @@
-"""``python -m aleph_trio``: run the gateway as a server."""
+"""``python -m aleph_trio``: run the gateway as a server.
+
+Every start-up failure (a bad config, a port in use, a data dir another gateway holds, a
+database from a newer version) is one line on stderr and exit code 2. SIGINT or SIGTERM stops
+gracefully (:meth:`Gateway.drain`); a second one stops at once.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +13,31 @@ import ipaddress
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import attrs
 import trio
 
-from ._gateway import default_data_dir, open_gateway
+from ._gateway import Gateway, default_data_dir, open_gateway
 from ._version import __version__
-from .kernel import LEVELS, ConfigError, LoadedConfig, default_config_path, load_config
+from .auth import owner_token
+from .kernel import (
+    LEVELS,
+    Config,
+    ConfigError,
+    DataDirLocked,
+    LoadedConfig,
+    default_config_path,
+    load_config,
+)
+from .store import StoreError
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+
+log = logging.getLogger("aleph_trio.gateway")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +62,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept every connection as owner (local development only)",
     )
-    p.add_argument("--print-token", action="store_true", help="print the owner token on start-up")
+    p.add_argument(
+        "--print-token",
+        action="store_true",
+        help="print the owner token (creating it if needed) and exit; starts no gateway",
+    )
     p.add_argument(
         "--log-level",
         choices=sorted(LEVELS, key=LEVELS.__getitem__),
@@ -96,25 +118,68 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_USAGE
 
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    if args.print_token:
+        return _print_token(config, data_dir)
+
     logging.basicConfig(
         level=LEVELS[args.log_level or config.logging.level],
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     loaded = LoadedConfig(config, loaded.source, loaded.loaded_at, loaded.path)
-    data_dir = Path(args.data_dir) if args.data_dir else None
+    started: list[bool] = []
     try:
-        trio.run(_serve, loaded, data_dir, args.print_token, args.log_level)
-    except OSError as exc:
-        sys.stderr.write(
-            f"aleph_trio: cannot listen on {server.host}:{server.port}: {exc.strerror or exc}\n"
-        )
-        return 1
+        trio.run(_serve, loaded, data_dir, args.log_level, started)
+    except BaseException as exc:
+        reason = None if started else _start_failure(exc, f"{server.host}:{server.port}")
+        if reason is None:
+            raise
+        sys.stderr.write(f"aleph_trio: {reason}\n")
+        return EXIT_USAGE
     return 0
 
 
+def _print_token(config: Config, data_dir: Path) -> int:
+    """``--print-token``: the token a client needs, without taking the data dir or a port."""
+    try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        token, _ = owner_token(config, data_dir)
+    except OSError as exc:
+        sys.stderr.write(f"aleph_trio: cannot read or create the token in {data_dir}: {exc}\n")
+        return EXIT_USAGE
+    _say(token)
+    return 0
+
+
+def _start_failure(exc: BaseException, address: str) -> str | None:
+    """One line saying why the gateway could not start, or ``None`` for anything else (a bug
+    keeps its traceback)."""
+    leaves = list(_leaves(exc))
+    if not leaves or len({type(e) for e in leaves}) != 1:
+        return None
+    first = leaves[0]
+    if isinstance(first, DataDirLocked):
+        return str(first)
+    if isinstance(first, StoreError):
+        return f"cannot open the database: {first}"
+    if isinstance(first, ConfigError):
+        return f"invalid configuration: {first}"
+    if isinstance(first, OSError):
+        return f"cannot listen on {address}: {first.strerror or first}"
+    return None
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
 async def _serve(
-    loaded: LoadedConfig, data_dir: Path | None, print_token: bool, log_level: str | None
+    loaded: LoadedConfig, data_dir: Path, log_level: str | None, started: list[bool]
 ) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_gateway(loaded, data_dir=data_dir) as gateway:
@@ -122,26 +187,37 @@ async def _serve(
                 logging.getLogger("aleph_trio").setLevel(LEVELS[log_level])
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(gateway.serve)
-                host = gateway.config.server.host
-                shown = f"[{host}]" if ":" in host else host
-                _say(f"aleph_trio {__version__} listening on ws://{shown}:{port}")
-                if not gateway.config.auth.require_auth:
-                    _say("authentication is off: every connection is the owner")
-                elif print_token:
-                    _say(f"owner token: {gateway.owner_token}")
-                else:
-                    _say(f"owner token: in {gateway.token_source}")
-                _say(f"config: {loaded.source}; data: {gateway.data_dir}")
+                started.append(True)
+                _announce(gateway, loaded, port)
                 # What start-up built lives as long as the process: keep it out of every full
                 # collection, which would otherwise walk it again and again while serving.
                 gc.collect()
                 gc.freeze()
-                async for signum in signals:
-                    logging.getLogger("aleph_trio").info(
-                        "received %s, stopping", signal.Signals(signum).name
-                    )
-                    break
+                signum = await signals.__anext__()
+                log.info("received %s, stopping", signal.Signals(signum).name)
+                hurry = trio.Event()
+                nursery.start_soon(_hurry_on_signal, signals, hurry)
+                await gateway.drain(hurry=hurry)
                 nursery.cancel_scope.cancel()
+
+
+def _announce(gateway: Gateway, loaded: LoadedConfig, port: int) -> None:
+    host = gateway.config.server.host
+    shown = f"[{host}]" if ":" in host else host
+    _say(f"aleph_trio {__version__} listening on ws://{shown}:{port}")
+    if not gateway.config.auth.require_auth:
+        _say("authentication is off: every connection is the owner")
+    else:
+        _say(f"owner token: in {gateway.token_source}")
+    _say(f"config: {loaded.source}; data: {gateway.data_dir}")
+
+
+async def _hurry_on_signal(signals: AsyncIterator[int], hurry: trio.Event) -> None:
+    """A second SIGINT/SIGTERM while draining: stop waiting for runs."""
+    async for signum in signals:
+        log.warning("received %s again: stopping now", signal.Signals(signum).name)
+        hurry.set()
+        return
 
 
 if __name__ == "__main__":

@@ -25,12 +25,13 @@ import platformdirs
 import trio
 
 from .approvals import Approvals
-from .auth import TOKEN_ENV, Authenticator, FailureLimiter, load_or_create_token
+from .auth import Authenticator, FailureLimiter, owner_token
 from .cron import CronService, WallClock
 from .kernel import (
     ROOT,
     Config,
     ConfigService,
+    DataDirLock,
     EventBus,
     LoadedConfig,
     LogRing,
@@ -63,6 +64,8 @@ log = component_logger("gateway")
 
 #: The error recorded on runs that were not finished when the previous process stopped.
 INTERRUPTED = "interrupted by gateway restart"
+#: Why runs and firings are refused, or cancelled, while the gateway stops.
+SHUTTING_DOWN = "gateway shutting down"
 
 
 @attrs.frozen
@@ -133,6 +136,7 @@ class Gateway:
             clock=wall_clock,
         )
         self.connections: dict[str, Connection] = {}
+        self._accepting: set[trio.CancelScope] = set()
         self._started = time.monotonic()
         self.settings.on_change(self._apply_config)
 
@@ -178,7 +182,8 @@ class Gateway:
     ) -> None:
         """Listen for WebSockets until cancelled; reports the bound port through ``task_status``.
 
-        Cancelling it is a graceful stop: accepting stops, every client is sent close 1001.
+        Cancelling it closes every client with 1001; :meth:`drain` first makes that a stop
+        that loses no work.
         """
         server = self.config.server
         host = server.host if host is None else host
@@ -186,9 +191,58 @@ class Gateway:
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
         log.info("listening on ws://%s:%d", host, bound)
-        async with trio.open_nursery() as nursery:
-            await nursery.start(serve_listeners, self, listeners)
-            task_status.started(bound)
+        async with trio.open_nursery() as connections:
+            with trio.CancelScope() as accepting:
+                self._accepting.add(accepting)
+                try:
+                    async with trio.open_nursery() as acceptors:
+                        await acceptors.start(serve_listeners, self, listeners, connections)
+                        task_status.started(bound)
+                finally:
+                    self._accepting.discard(accepting)
+                    for listener in listeners:  # refuse new connections instead of queueing them
+                        with trio.CancelScope(shield=True):
+                            await listener.aclose()
+            # Accepting has stopped (a drain): the connections go on until cancelled.
+            await trio.sleep_forever()
+
+    async def drain(self, grace_s: float | None = None, *, hurry: trio.Event | None = None) -> None:
+        """Stop without dropping work, before the gateway is closed.
+
+        New connections are no longer accepted, and new runs and cron firings are refused with
+        a clear error. Runs, firings and exec approvals in flight get ``grace_s`` (default
+        ``server.shutdown_grace_s``) to end, while clients stay connected to watch them and to
+        answer approvals; ``hurry`` being set cuts the wait short. Whatever is left is then
+        cancelled and recorded as such. Cancelling :meth:`serve` afterwards closes the clients
+        with 1001.
+        """
+        grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
+        for scope in self._accepting:
+            scope.cancel()
+        self.runs.close_admission(SHUTTING_DOWN)
+        self.cron.stop_firing(SHUTTING_DOWN)
+        log.info("stopping: waiting up to %g s for runs, cron firings and approvals", grace)
+        with trio.move_on_after(grace) as waited:
+            async with trio.open_nursery() as nursery:
+                if hurry is not None:
+                    nursery.start_soon(_cancel_when_set, hurry, nursery.cancel_scope)
+                await self._wait_idle()
+                nursery.cancel_scope.cancel()
+        if waited.cancelled_caught or (hurry is not None and hurry.is_set()):
+            log.warning("stopping now: cancelling what is still running")
+        await self.runs.cancel_all(SHUTTING_DOWN)
+        await self.cron.cancel_firings(SHUTTING_DOWN)
+
+    def _busy(self) -> bool:
+        cron = self.cron.statistics()
+        live = self.runs.statistics().live + cron.active_runs + cron.queued_runs
+        return bool(live or self.approvals.pending())
+
+    async def _wait_idle(self) -> None:
+        while self._busy():
+            await self.runs.wait_idle()
+            await self.cron.wait_idle()
+            await self.approvals.wait_idle()
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one already-accepted byte stream (a socket, a pipe) as a WebSocket connection."""
@@ -228,17 +282,6 @@ class Gateway:
         )
 
 
-def _owner_token(config: Config, data_dir: Path) -> tuple[str, str]:
-    token = resolve_secret(config.auth.token)
-    if token:
-        return token, "the config file (auth.token)"
-    env = os.environ.get(TOKEN_ENV)
-    if env:
-        return env, f"the environment variable {TOKEN_ENV}"
-    token, path = load_or_create_token(data_dir)
-    return token, str(path)
-
-
 @contextlib.asynccontextmanager
 async def open_gateway(
     config: Config | LoadedConfig | None = None,
@@ -248,7 +291,9 @@ async def open_gateway(
     watch_config: bool = True,
     wall_clock: WallClock | None = None,
 ) -> AsyncIterator[Gateway]:
-    """Open a gateway: load config, prepare the data dir and token, open the store, start services.
+    """Open a gateway: load config, lock the data dir (one gateway per data dir: a second one
+    raises :class:`~aleph_trio.kernel.DataDirLocked`), prepare the token, open the store, start
+    services.
 
     ``config`` may be a :class:`Config` (used as is, nothing to reload), or ``None`` to read
     ``config_path`` (default: ``$ALEPH_TRIO_CONFIG`` or the user config dir), which is then
@@ -263,7 +308,21 @@ async def open_gateway(
         loaded = await trio.to_thread.run_sync(load_config, default_config_path(config_path))
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     await trio.to_thread.run_sync(lambda: directory.mkdir(mode=0o700, parents=True, exist_ok=True))
-    token, token_source = await trio.to_thread.run_sync(_owner_token, loaded.config, directory)
+    lock = await trio.to_thread.run_sync(DataDirLock.acquire, directory)
+    try:
+        async with _open_locked(loaded, directory, wall_clock, watch_config=watch_config) as gw:
+            yield gw
+    finally:
+        lock.release()
+
+
+@contextlib.asynccontextmanager
+async def _open_locked(
+    loaded: LoadedConfig, directory: Path, wall_clock: WallClock | None, *, watch_config: bool
+) -> AsyncIterator[Gateway]:
+    """The rest of :func:`open_gateway`, under the data dir's lock: whatever a previous
+    process left unfinished is recovered only by the one gateway that owns the data dir."""
+    token, token_source = await trio.to_thread.run_sync(owner_token, loaded.config, directory)
 
     ring = LogRing()
     root_logger = logging.getLogger(ROOT)
@@ -305,6 +364,11 @@ async def open_gateway(
     finally:
         ring.listener = None
         root_logger.removeHandler(ring)
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()
 
 
 def _follow_logs(gateway: Gateway, ring: LogRing) -> None:

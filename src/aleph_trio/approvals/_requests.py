@@ -123,6 +123,7 @@ class Approvals:
         self._writing = trio.Lock()
         self._pending: dict[str, _Pending] = {}
         self._recent: dict[str, str] = {}  # id → final status, newest last
+        self._settled = trio.lowlevel.ParkingLot()  #: woken whenever a request is settled
 
     # -- the policy --------------------------------------------------------------------------
 
@@ -212,6 +213,11 @@ class Approvals:
         self._bus.publish("exec.approval_requested", data, run_id=run_id)
         return ticket
 
+    async def wait_idle(self) -> None:
+        """Wait until no request is pending."""
+        while self._pending:
+            await self._settled.park()
+
     def pending(self) -> list[ApprovalRecord]:
         return sorted((p.record for p in self._pending.values()), key=lambda r: r.requested_at)
 
@@ -252,6 +258,7 @@ class Approvals:
         )
         pending.record = record
         self._pending.pop(record.id, None)
+        self._settled.unpark_all()
         self._recent[record.id] = status
         while len(self._recent) > RECENT_KEPT:
             del self._recent[next(iter(self._recent))]

@@ -11,4 +11,5 @@ from ._tokens import (
     TOKEN_ENV as TOKEN_ENV,
     Authenticator as Authenticator,
     load_or_create_token as load_or_create_token,
+    owner_token as owner_token,
 )

@@ -11,9 +11,10 @@ from typing import final
 
 import attrs
 
+from ..kernel import Config, resolve_secret
 from ._principals import OWNER, GuestResolver, Principal
 
-__all__ = ["TOKEN_ENV", "Authenticator", "load_or_create_token"]
+__all__ = ["TOKEN_ENV", "Authenticator", "load_or_create_token", "owner_token"]
 
 #: The environment variable that may hold the owner token.
 TOKEN_ENV = "ALEPH_TRIO_TOKEN"
@@ -36,6 +37,19 @@ def load_or_create_token(data_dir: Path) -> tuple[str, Path]:
         f.flush()
         os.fsync(f.fileno())
     return token, path
+
+
+def owner_token(config: Config, data_dir: Path) -> tuple[str, str]:
+    """The owner token and where it comes from: ``auth.token`` in the config, else
+    ``$ALEPH_TRIO_TOKEN``, else ``<data_dir>/token`` (created when missing)."""
+    token = resolve_secret(config.auth.token)
+    if token:
+        return token, "the config file (auth.token)"
+    env = os.environ.get(TOKEN_ENV)
+    if env:
+        return env, f"the environment variable {TOKEN_ENV}"
+    token, path = load_or_create_token(data_dir)
+    return token, str(path)
 
 
 def _digest(token: str) -> bytes:

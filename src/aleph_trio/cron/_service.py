@@ -111,6 +111,9 @@ class CronService:
             now=self.clock.now,
         )
         self._nursery: trio.Nursery | None = None
+        self._scheduling = trio.CancelScope()
+        #: Why no firing is started any more (the gateway is stopping), or ``None``.
+        self._closed: str | None = None
 
     # -- service -----------------------------------------------------------------------------
 
@@ -131,7 +134,9 @@ class CronService:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 task_status.started()
-                await self._schedule()
+                with self._scheduling:
+                    await self._schedule()
+                await trio.sleep_forever()  # stopped scheduling: firings in flight go on
         finally:
             self._nursery = None
 
@@ -145,6 +150,34 @@ class CronService:
                 delay = min(delay, (head[0] - now).total_seconds())
             with trio.move_on_after(max(0.0, delay)):
                 await self._lot.park()
+
+    def stop_firing(self, reason: str) -> None:
+        """Start no firing from now on: the schedule stops, ``cron.trigger`` is refused, and
+        firings still waiting for their turn are cancelled (recorded with ``reason``). Firings
+        already running go on to their end."""
+        self._closed = reason
+        self._scheduling.cancel()
+        for firing in self._all_firings():
+            if firing.record is None:  # not running yet: waiting for a slot or its predecessor
+                firing.cancel_reason = reason
+                firing.scope.cancel()
+
+    async def wait_idle(self) -> None:
+        """Wait until no firing is in flight (each has published its outcome)."""
+        while firings := self._all_firings():
+            for firing in firings:
+                await firing.done.wait()
+
+    async def cancel_firings(self, reason: str) -> None:
+        """Cancel every firing still in flight (recorded with ``reason``) and wait for them."""
+        for firing in self._all_firings():
+            if firing.cancel_reason is None:
+                firing.cancel_reason = reason
+            firing.scope.cancel()
+        await self.wait_idle()
+
+    def _all_firings(self) -> list[Firing]:
+        return [firing for job in self._jobs.values() for firing in job.firings]
 
     def _wake(self) -> None:
         self._lot.unpark_all()
@@ -369,6 +402,8 @@ class CronService:
         Follows ``overlap_policy``: ``skip`` refuses while a firing runs (:class:`InvalidState`),
         ``queue`` waits for it (one firing at most may wait; :class:`LimitReached`).
         """
+        if self._closed is not None:
+            raise InvalidState(f"no new firings are started: {self._closed}")
         job = self._job(job_id)
         refused = job.overlap()
         if refused is not None:

@@ -40,6 +40,11 @@ from ._config_file import (
     secret_env_names as secret_env_names,
 )
 from ._config_service import ConfigService as ConfigService, ReloadOutcome as ReloadOutcome
+from ._data_dir import (
+    DataDirLock as DataDirLock,
+    DataDirLocked as DataDirLocked,
+    private_file as private_file,
+)
 from ._errors import (
     Conflict as Conflict,
     ErrorCode as ErrorCode,

@@ -100,6 +100,9 @@ class RunManager:
         self._runs: dict[str, LiveRun] = {}
         self._lanes = Lanes(lambda: self._max_concurrent, self._admit)
         self._claiming = trio.Lock()
+        #: Why no run is accepted any more (the gateway is stopping), or ``None``.
+        self._closed: str | None = None
+        self._idle = trio.lowlevel.ParkingLot()  #: woken whenever a run ends
 
     # -- service -----------------------------------------------------------------------------
 
@@ -117,6 +120,24 @@ class RunManager:
                 await trio.sleep_forever()
         finally:
             self._nursery = None
+
+    def close_admission(self, reason: str) -> None:
+        """Accept no new run from now on (:meth:`start` raises :class:`InvalidState` naming
+        ``reason``); runs already accepted go on."""
+        self._closed = reason
+
+    async def wait_idle(self) -> None:
+        """Wait until no run is live (each has published its terminal event)."""
+        while self._runs:
+            await self._idle.park()
+
+    async def cancel_all(self, reason: str) -> None:
+        """Cancel every live run (recorded ``cancelled`` with ``reason``) and wait for them."""
+        for live in list(self._runs.values()):
+            if not live.finishing and live.cancel_reason is None:
+                live.cancel_reason = reason
+            live.scope.cancel()
+        await self.wait_idle()
 
     def statistics(self) -> RunStatistics:
         running = sum(1 for r in self._runs.values() if r.admitted.is_set())
@@ -191,6 +212,8 @@ class RunManager:
         Raises :class:`NotFound` for an unknown agent, :class:`InvalidArgument` for an unknown
         model and :class:`Conflict` for a reused idempotency key with other parameters.
         """
+        if self._closed is not None:
+            raise InvalidState(f"no new runs are accepted: {self._closed}")
         config = self._settings()
         agent = resolve_agent(config, agent_id or "main")
         key = session_key or f"agent:{agent.id}:main"
@@ -399,6 +422,7 @@ class RunManager:
             for watcher in live.watchers:
                 self._bus.release_run(watcher, live.run_id)
             live.done.set()
+            self._idle.unpark_all()
 
     @staticmethod
     def _terminal_event(live: LiveRun, outcome: Outcome) -> tuple[str, dict[str, Any]]:

@@ -70,10 +70,12 @@ async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
 async def serve_listeners(
     gateway: Gateway,
     listeners: list[trio.SocketListener],
+    connections: trio.Nursery,
     *,
     task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Accept on every listener until cancelled; each connection runs in the gateway's nursery."""
+    """Accept on every listener until cancelled; each connection runs in ``connections``,
+    so cancelling the accepting leaves the connections open."""
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
@@ -82,4 +84,6 @@ async def serve_listeners(
             # One broken connection must not take the listener down with it.
             log.exception("connection handler crashed")
 
-    await trio.serve_listeners(handle, listeners, task_status=task_status)
+    await trio.serve_listeners(
+        handle, listeners, handler_nursery=connections, task_status=task_status
+    )

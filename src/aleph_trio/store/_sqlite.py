@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 import uuid
@@ -30,7 +31,7 @@ import attrs
 import outcome
 import trio
 
-from ..kernel import now_ts
+from ..kernel import now_ts, private_file
 from . import (
     _sql_cron as sql_cron,
     _sql_memory as sql_memory,
@@ -381,7 +382,17 @@ class SQLiteStore:
             await trio.to_thread.run_sync(conn.close)
 
 
+def _private(path: Path) -> None:
+    """The database and its WAL files are the owner's alone, like the token. SQLite gives the
+    -wal and -shm files it creates the database file's mode; older ones are fixed here."""
+    private_file(path)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(f"{path}{suffix}", 0o600)
+
+
 def _open(path: Path) -> SQLiteStore:
+    _private(path)
     try:
         writer = connect(path, readonly=False)
         writer.row_factory = sqlite3.Row
