@@ -5,6 +5,7 @@ Real processes throughout: the lock is the operating system's, and so is ``kill 
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import sqlite3
@@ -13,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
 from aleph_trio import Config, open_gateway
@@ -53,12 +55,11 @@ async def test_the_lock_goes_with_a_killed_gateway(tmp_path: Path) -> None:
 
 async def test_embedded_gateways_share_the_rule(tmp_path: Path) -> None:
     async with open_gateway(Config(), data_dir=tmp_path):
-        try:
+        with pytest.raises(DataDirLocked) as locked:
             async with open_gateway(Config(), data_dir=tmp_path):
-                raise AssertionError("a second gateway opened the same data dir")
-        except DataDirLocked as exc:
-            assert exc.directory == tmp_path
-            assert exc.pid is not None and exc.pid > 0
+                pass
+        assert locked.value.directory == tmp_path
+        assert locked.value.pid == os.getpid()
     async with open_gateway(Config(), data_dir=tmp_path) as gateway:  # released on close
         assert gateway.data_dir == tmp_path
 

@@ -76,4 +76,3 @@ def private_file(path: Path) -> None:
     """Make ``path`` readable and writable by its owner only, creating it empty if missing."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.chmod(path, 0o600)
-
