@@ -24,7 +24,7 @@ import httpx
 import platformdirs
 import trio
 
-from .approvals import Approvals
+from .approvals import Approvals, ProcessGuard
 from .auth import Authenticator, FailureLimiter, owner_token
 from .cron import CronService, WallClock
 from .kernel import (
@@ -115,7 +115,12 @@ class Gateway:
         self.models = ModelCatalog(loaded.config, http)
         self.sessions = SessionService(store, bus)
         self.approvals = Approvals(store, bus, data_dir)
-        self.tools = ToolBox(builtin_tools(approvals=self.approvals, store=store, config=current))
+        self.commands = ProcessGuard(data_dir)
+        self.tools = ToolBox(
+            builtin_tools(
+                approvals=self.approvals, guard=self.commands, store=store, config=current
+            )
+        )
         self.prompts = PromptBuilder(store)
         self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
         self.runs = RunManager(
@@ -350,6 +355,7 @@ async def _open_locked(
             if interrupted:
                 log.warning("%d run(s) were cut short by the last stop; marked failed", interrupted)
             _follow_logs(gateway, ring)
+            await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
@@ -361,6 +367,7 @@ async def _open_locked(
                 yield gateway
             finally:
                 nursery.cancel_scope.cancel()
+        await gateway.commands.aclose()
     finally:
         ring.listener = None
         root_logger.removeHandler(ring)

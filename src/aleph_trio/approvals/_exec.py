@@ -5,11 +5,12 @@ The command runs as ``/bin/sh -c <command>`` in a new session, so it and everyth
 (``sleep 1000 &`` included) share one process group. When the shell exits, when the timeout
 fires, or when the caller is cancelled, the whole group is killed; the pipes then close and the
 readers finish. Output beyond the cap is read and dropped, so a command printing gigabytes costs
-no memory.
+no memory. Given a :class:`~._guard.ProcessGuard`, the group also dies with the gateway.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,6 +20,9 @@ from typing import Final
 
 import attrs
 import trio
+
+from ._guard import MARK_VARIABLE, ProcessGuard
+from ._procfs import group_members
 
 __all__ = ["ExecResult", "child_environment", "run_command"]
 
@@ -97,6 +101,24 @@ def _kill_group(pgid: int) -> None:
         pass  # already gone
 
 
+def _running_in_group(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` has not finished dying (zombies count as gone)."""
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False  # nothing left, not even a zombie
+    return any(state not in (b"Z", b"X") for _, state in group_members(pgid))
+
+
+async def _wait_group_gone(pgid: int) -> None:
+    """A killed process runs on until the kernel schedules its exit; on a busy machine that
+    takes a moment. Wait for it, so the caller's "cancelled" means "gone"."""
+    delay = 0.001
+    while await trio.to_thread.run_sync(_running_in_group, pgid):
+        await trio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 async def run_command(
     command: str,
     *,
@@ -104,6 +126,7 @@ async def run_command(
     timeout_s: float,
     max_output_bytes: int,
     env: Mapping[str, str],
+    guard: ProcessGuard | None = None,
 ) -> ExecResult:
     """Run ``command`` with the shell; cancelling the caller kills the whole process group.
 
@@ -111,10 +134,14 @@ async def run_command(
     ``OSError`` if the shell cannot be started.
     """
     started = trio.current_time()
+    environment = dict(env)
+    mark = guard.new_mark() if guard is not None else None
+    if mark is not None:
+        environment[MARK_VARIABLE] = mark
     process = await trio.lowlevel.open_process(
         [SHELL, "-c", command],
         cwd=str(cwd),
-        env=dict(env),
+        env=environment,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -127,21 +154,28 @@ async def run_command(
     out, err = _Capture(budget), _Capture(budget)
     timed_out = False
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_drain, process.stdout, out)
-            nursery.start_soon(_drain, process.stderr, err)
-            with trio.move_on_after(timeout_s) as timer:
-                await process.wait()
-            timed_out = timer.cancelled_caught
-            # The shell is done (or out of time): whatever it left running goes with it, which
-            # also closes the pipes so the readers finish.
-            _kill_group(pgid)
+        async with contextlib.AsyncExitStack() as watched:
+            if guard is not None and mark is not None:
+                await watched.enter_async_context(guard.watching(pgid, mark))
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_drain, process.stdout, out)
+                    nursery.start_soon(_drain, process.stderr, err)
+                    with trio.move_on_after(timeout_s) as timer:
+                        await process.wait()
+                    timed_out = timer.cancelled_caught
+                    # The shell is done (or out of time): whatever it left running goes with
+                    # it, which also closes the pipes so the readers finish.
+                    _kill_group(pgid)
+            finally:
+                _kill_group(pgid)  # before the guard lets go of the group
     finally:
         _kill_group(pgid)
         with trio.CancelScope(shield=True), trio.move_on_after(REAP_TIMEOUT_S):
             await process.wait()
             await process.stdout.aclose()
             await process.stderr.aclose()
+            await _wait_group_gone(pgid)
     return ExecResult(
         exit_code=None if timed_out else process.returncode,
         stdout=out.text(),

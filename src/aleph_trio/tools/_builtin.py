@@ -14,7 +14,7 @@ import attrs
 import trio
 from msgspec import Meta
 
-from ..approvals import Approvals, child_environment, run_command
+from ..approvals import Approvals, ProcessGuard, child_environment, run_command
 from ..kernel import Config, secret_env_names
 from ..store import Store
 from ._tool import AnyTool, Tool, ToolContext, ToolFailed
@@ -36,14 +36,14 @@ class ExecTool:
 
     approvals: Approvals
     config: Callable[[], Config]
+    guard: ProcessGuard
 
     async def __call__(self, ctx: ToolContext, params: ExecParams) -> str:
-        return await exec_command(self.approvals, self.config, ctx, params)
+        return await exec_command(self, ctx, params)
 
 
-async def exec_command(
-    approvals: Approvals, settings: Callable[[], Config], ctx: ToolContext, params: ExecParams
-) -> str:
+async def exec_command(tool: ExecTool, ctx: ToolContext, params: ExecParams) -> str:
+    approvals, settings = tool.approvals, tool.config
     run = ctx.run
     if not params.command.strip():
         raise ToolFailed("the command is empty")
@@ -73,6 +73,7 @@ async def exec_command(
             timeout_s=timeout_s,
             max_output_bytes=limits.max_output_bytes,
             env=child_environment(secret_env_names(config)),
+            guard=tool.guard,
         )
     except OSError as exc:
         raise ToolFailed(f"the command could not be started: {exc}") from None
@@ -134,7 +135,7 @@ class MemoryStoreTool:
 
 
 def builtin_tools(
-    *, approvals: Approvals, store: Store, config: Callable[[], Config]
+    *, approvals: Approvals, guard: ProcessGuard, store: Store, config: Callable[[], Config]
 ) -> list[AnyTool]:
     """The built-in tools, bound to the services they use."""
     return [
@@ -143,7 +144,7 @@ def builtin_tools(
             "Run a shell command (sh -c) and get its exit code and output. Every command needs "
             "approval under the gateway's exec policy; a denied command is not run.",
             ExecParams,
-            ExecTool(approvals, config),
+            ExecTool(approvals, config, guard),
         ),
         Tool(
             "ask_user",
