@@ -44,7 +44,7 @@ from .kernel import (
     resolve_secret,
 )
 from .protocol import encode_event
-from .providers import ModelCatalog
+from .providers import ModelCatalog, agent_model_warnings
 from .providers._http import http_client
 from .rpc import build_registry
 from .runs import AgentLoop, PromptBuilder, RunManager, RunStatistics
@@ -106,6 +106,7 @@ class Gateway:
         self.http = http
         self.logs = log_ring
         self.settings = settings = ConfigService(loaded, bus)
+        settings.add_check(agent_model_warnings)
         current = settings.current
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
@@ -355,6 +356,8 @@ async def _open_locked(
             if interrupted:
                 log.warning("%d run(s) were cut short by the last stop; marked failed", interrupted)
             _follow_logs(gateway, ring)
+            for warning in gateway.settings.warnings(gateway.config):
+                log.warning("configuration: %s", warning)
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)

@@ -29,6 +29,7 @@ from ..kernel import (
     component_logger,
     format_ts,
     now_ts,
+    parse_ts,
     utc_now,
 )
 from ..store import ApprovalRecord, Store, StoreError
@@ -66,6 +67,15 @@ class _Pending:
     record: ApprovalRecord
     decided: trio.Event = attrs.Factory(trio.Event)
     decision: Decision | None = None
+
+
+def _waited(record: ApprovalRecord) -> str:
+    """How long a request waited for an answer, as a person reads it (``"120 s"``)."""
+    try:
+        seconds = (parse_ts(record.expires_at) - parse_ts(record.requested_at)).total_seconds()
+    except ValueError:
+        return "its time limit"
+    return f"{seconds:g} s"
 
 
 @final
@@ -268,7 +278,15 @@ class Approvals:
             log.error("approval %s: could not store its decision: %s", record.id, exc)
         finally:
             pending.decided.set()
-        log.info("exec %s by %s: %s", decision, resolved_by, record.command)
+        if decision == "timeout":
+            log.info(
+                "exec request %s expired: nobody answered within %s; not run: %s",
+                record.id,
+                _waited(pending.record),
+                record.command,
+            )
+        else:
+            log.info("exec %s by %s: %s", decision, resolved_by, record.command)
         self._bus.publish(
             "exec.approval_resolved",
             {

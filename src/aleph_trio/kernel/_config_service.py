@@ -54,6 +54,7 @@ class ConfigService:
         self.loaded = loaded
         self._bus = bus
         self._appliers: list[Callable[[Config, Config, list[str]], None]] = []
+        self._checks: list[Callable[[Config], list[str]]] = []
         self._lock = trio.Lock()
 
     @property
@@ -63,6 +64,18 @@ class ConfigService:
     def current(self) -> Config:
         """The configuration in force right now: what services are given to read it."""
         return self.loaded.config
+
+    def add_check(self, check: Callable[[Config], list[str]]) -> None:
+        """Another domain's warnings about a config (``check(config)`` → sentences naming
+        the key), reported by ``config.validate`` and ``config.reload`` and logged on start."""
+        self._checks.append(check)
+
+    def warnings(self, config: Config) -> list[str]:
+        """What is probably a mistake in ``config`` though the file is valid."""
+        found = config_warnings(config)
+        for check in self._checks:
+            found += check(config)
+        return found
 
     def on_change(self, apply: Callable[[Config, Config, list[str]], None]) -> None:
         """Call ``apply(old, new, changed_keys)`` whenever a new config is swapped in."""
@@ -95,7 +108,10 @@ class ConfigService:
                 log.info("configuration changed (%s): %s", source, ", ".join(keys))
                 self._bus.publish("config.changed", {"changed_keys": keys, "source": source})
             self._bus.publish("config.reloaded", {"changed_keys": keys, "valid": True})
-            return ReloadOutcome(True, keys, restart_warnings(keys) + config_warnings(new.config))
+            warnings = self.warnings(new.config)
+            for warning in warnings:
+                log.warning("configuration: %s", warning)
+            return ReloadOutcome(True, keys, restart_warnings(keys) + warnings)
 
     def validate(self, raw: object) -> dict[str, Any]:
         """``config.validate``: check a document against the model; never applies it."""
@@ -107,7 +123,7 @@ class ConfigService:
         return {
             "valid": True,
             "errors": [],
-            "warnings": restart_warnings(keys) + config_warnings(config),
+            "warnings": restart_warnings(keys) + self.warnings(config),
         }
 
     async def serve_watcher(

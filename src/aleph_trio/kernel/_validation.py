@@ -186,10 +186,15 @@ def _leaf(value: object, tp: Any, path: tuple[PathSegment, ...]) -> list[Problem
 
 
 def _description(tp: Any) -> str | None:
+    """The ``Meta(description=...)`` of ``tp``, also inside ``X | None``."""
     if typing.get_origin(tp) is typing.Annotated:
         for meta in typing.get_args(tp)[1:]:
             if isinstance(meta, msgspec.Meta) and meta.description:
                 return meta.description
+        return None
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        described = [_description(arg) for arg in typing.get_args(tp) if arg is not type(None)]
+        return described[0] if len(described) == 1 else None
     return None
 
 

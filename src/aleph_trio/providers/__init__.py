@@ -6,7 +6,7 @@ from ._builtin import (
     SUMMARY_REQUEST as SUMMARY_REQUEST,
     BuiltinProvider as BuiltinProvider,
 )
-from ._catalog import ModelCatalog as ModelCatalog
+from ._catalog import ModelCatalog as ModelCatalog, agent_model_warnings as agent_model_warnings
 from ._errors import ProviderError as ProviderError
 from ._types import (
     ChatMessage as ChatMessage,

@@ -16,7 +16,7 @@ from ._ollama import OllamaProvider
 from ._openai import OpenAIProvider
 from ._types import ModelInfo, Provider
 
-__all__ = ["ModelCatalog"]
+__all__ = ["ModelCatalog", "agent_model_warnings"]
 
 #: What we assume of a configured model until its provider tells us more.
 _DEFAULT_CONTEXT = {"openai": 128_000, "anthropic": 200_000, "ollama": 8_192, "builtin": 32_768}
@@ -93,17 +93,44 @@ class ModelCatalog:
 
     def resolve(self, model_id: str) -> ModelInfo:
         """The model named by a full id, or by a bare name that only one provider offers."""
-        found = self._models.get(model_id)
-        if found is not None:
-            return found
-        if "/" not in model_id:
-            matches = [m for m in self._models.values() if m.name == model_id]
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                ids = ", ".join(m.id for m in matches)
-                raise Conflict(
-                    f"model {model_id!r} is offered by several providers ({ids}); "
-                    "use <provider>/<model>"
-                )
-        raise NotFound("model", model_id)
+        return _resolve(self._models, model_id)
+
+
+def _resolve(models: dict[str, ModelInfo], model_id: str) -> ModelInfo:
+    found = models.get(model_id)
+    if found is not None:
+        return found
+    if "/" not in model_id:
+        matches = [m for m in models.values() if m.name == model_id]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            ids = ", ".join(m.id for m in matches)
+            raise Conflict(
+                f"model {model_id!r} is offered by several providers ({ids}); "
+                "use <provider>/<model>"
+            )
+    raise NotFound("model", model_id)
+
+
+def agent_model_warnings(config: Config) -> list[str]:
+    """Agents whose configured model no provider of ``config`` offers (or offers ambiguously),
+    each naming the config key, as ``config.validate`` and ``config.reload`` report them."""
+    offered = [m for name, p in sorted(config.providers.items()) for m in _configured(name, p)]
+    if "builtin" not in config.providers:
+        offered += BuiltinProvider().models()
+    models = {m.id: m for m in offered}
+    warnings = []
+    for agent_id, agent in sorted(config.agents.items()):
+        if agent.model is None:
+            continue
+        try:
+            _resolve(models, agent.model)
+        except NotFound:
+            warnings.append(
+                f"agents.{agent_id}.model: unknown model {agent.model!r}: no configured "
+                "provider offers it (models.list shows those that do); runs of this agent fail"
+            )
+        except Conflict as exc:
+            warnings.append(f"agents.{agent_id}.model: {exc.message}")
+    return warnings

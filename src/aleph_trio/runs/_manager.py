@@ -222,6 +222,12 @@ class RunManager:
         try:
             info = catalog.resolve(model_id)
         except NotFound:
+            if model is None:  # not the caller's mistake: the agent's configuration
+                raise InvalidArgument(
+                    f"agent {agent.id!r} is configured with model {model_id!r}, which no "
+                    f"provider offers: fix agents.{agent.id}.model in the config, or pass "
+                    "model (see models.list)"
+                ) from None
             raise InvalidArgument(
                 f"unknown model {model_id!r} (see models.list)",
                 problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],

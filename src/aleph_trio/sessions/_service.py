@@ -24,7 +24,10 @@ SessionKey = Annotated[
         min_length=1,
         max_length=MAX_KEY_LENGTH,
         pattern=KEY_PATTERN,
-        description="agent:<agent_id>:<name>[:<more>...], segments of A-Z a-z 0-9 _ . @ + -",
+        description=(
+            "a session key agent:<agent_id>:<name>, e.g. agent:main:main or "
+            "agent:main:work:today (segments of A-Z a-z 0-9 _ . @ + -)"
+        ),
     ),
 ]
 

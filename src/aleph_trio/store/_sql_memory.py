@@ -67,7 +67,19 @@ def search_memory(
     args.append(limit)
 
     rows = conn.execute(sql, args).fetchall()
-    return [MemoryHit(_memory(r), round(-r["rank"], 6)) for r in rows]
+    return [MemoryHit(_memory(r), score) for r, score in zip(rows, _scores(rows), strict=True)]
+
+
+def _scores(rows: list[sqlite3.Row]) -> list[float]:
+    """Relevance from 0 to 1, higher is better: each hit's BM25 weight relative to the best
+    hit of the same search (which scores 1.0); every hit scores at least 0.001, since it did
+    match. Raw BM25 weights depend on the size of the whole store (in a small one they are
+    millionths), so they mean little to a person."""
+    weights = [max(0.0, -row["rank"]) for row in rows]
+    best = max(weights, default=0.0)
+    if best <= 0.0:
+        return [1.0] * len(rows)  # equally (un)distinguished: all as good as the best
+    return [max(0.001, round(weight / best, 3)) for weight in weights]
 
 
 def delete_memory(conn: sqlite3.Connection, memory_id: str) -> bool:

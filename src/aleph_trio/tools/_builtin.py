@@ -14,7 +14,7 @@ import attrs
 import trio
 from msgspec import Meta
 
-from ..approvals import Approvals, ProcessGuard, child_environment, run_command
+from ..approvals import Approvals, ProcessGuard, Ticket, child_environment, run_command
 from ..kernel import Config, secret_env_names
 from ..store import Store
 from ._tool import AnyTool, Tool, ToolContext, ToolFailed
@@ -62,7 +62,7 @@ async def exec_command(tool: ExecTool, ctx: ToolContext, params: ExecParams) -> 
         await ticket.withdraw()
         raise
     if not decision.approved:
-        raise ToolFailed(f"the command was not run: {decision.decision}")
+        raise ToolFailed(f"the command was not run: {_refusal(decision.decision, ticket)}")
     config = settings()  # read after the wait: a reload meanwhile applies
     limits = config.exec
     timeout_s = params.timeout_ms / 1000 if params.timeout_ms else limits.timeout_s
@@ -80,6 +80,21 @@ async def exec_command(tool: ExecTool, ctx: ToolContext, params: ExecParams) -> 
     if result.timed_out:
         raise ToolFailed(f"{result.describe()}\n(after {timeout_s:g} s)")
     return result.describe()
+
+
+def _refusal(decision: str, ticket: Ticket) -> str:
+    """Why a command was not run, in words the model can pass on to the user."""
+    if decision == "timeout":
+        return (
+            f"nobody answered the approval request within {ticket.timeout_s:g} s. The owner "
+            "approves commands as they are asked (exec.approval.resolve, or `aleph-trio chat`, "
+            "which asks inline); ask the user to approve it and try again"
+        )
+    if decision == "policy-deny":
+        return "the exec policy denies it (exec-approvals.toml)"
+    if decision == "deny":
+        return "the owner denied it"
+    return f"it was {decision}"
 
 
 @attrs.frozen
