@@ -106,7 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         port=config.server.port if args.port is None else args.port,
     )
     auth = attrs.evolve(config.auth, require_auth=False) if args.no_auth else config.auth
-    config = attrs.evolve(config, server=server, auth=auth)
+    logs = config.logging
+    if args.log_level is not None:  # the command line wins over the file's logging.level
+        logs = attrs.evolve(logs, level=args.log_level)
+    config = attrs.evolve(config, server=server, auth=auth, logging=logs)
     if not (0 <= server.port <= 65535):
         sys.stderr.write(f"aleph_trio: --port must be between 0 and 65535, not {server.port}\n")
         return EXIT_USAGE
@@ -122,15 +125,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_token:
         return _print_token(config, data_dir)
 
+    # Our loggers get their levels from the config (logging.level, logging.components); other
+    # libraries' loggers stay at warnings, so "debug" means the gateway's debug lines.
     logging.basicConfig(
-        level=LEVELS[args.log_level or config.logging.level],
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
     loaded = LoadedConfig(config, loaded.source, loaded.loaded_at, loaded.path)
     started: list[bool] = []
     try:
-        trio.run(_serve, loaded, data_dir, args.log_level, started)
+        trio.run(_serve, loaded, data_dir, started)
     except BaseException as exc:
         reason = None if started else _start_failure(exc, f"{server.host}:{server.port}")
         if reason is None:
@@ -178,13 +183,9 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-async def _serve(
-    loaded: LoadedConfig, data_dir: Path, log_level: str | None, started: list[bool]
-) -> None:
+async def _serve(loaded: LoadedConfig, data_dir: Path, started: list[bool]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_gateway(loaded, data_dir=data_dir) as gateway:
-            if log_level is not None:
-                logging.getLogger("aleph_trio").setLevel(LEVELS[log_level])
             async with trio.open_nursery() as nursery:
                 port = await nursery.start(gateway.serve)
                 started.append(True)

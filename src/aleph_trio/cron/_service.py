@@ -148,6 +148,7 @@ class CronService:
             delay = self.clock.recheck_s
             if head is not None:
                 delay = min(delay, (head[0] - now).total_seconds())
+                log.debug("cron: next due %s (job %s), sleeping %.1f s", head[0], head[2], delay)
             with trio.move_on_after(max(0.0, delay)):
                 await self._lot.park()
 
@@ -281,6 +282,13 @@ class CronService:
             refused = job.overlap()
             if refused is None:
                 firing = Firing(record.job_id, plan.trigger, scheduled_for)
+                log.debug(
+                    "cron job %s fires (%s, due %s, %.1f s late)",
+                    record.job_id,
+                    plan.trigger,
+                    scheduled_for,
+                    plan.late_s,
+                )
             else:
                 runs.append(
                     not_run(record.job_id, "skipped", plan.trigger, scheduled_for, refused[0])
@@ -289,6 +297,11 @@ class CronService:
         if runs:
             job.record = attrs.evolve(job.record, last_status=runs[-1].status)
         self._set_next(job, plan.next_at)
+        log.debug(
+            "cron job %s: next fire time %s",
+            record.job_id,
+            format_ts(plan.next_at) if plan.next_at else "none",
+        )
         self._start(job, firing, runs, save=True)
 
     def _start(self, job: Job, firing: Firing | None, runs: list[CronRun], *, save: bool) -> None:
