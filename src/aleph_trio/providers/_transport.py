@@ -3,13 +3,14 @@ pooling, whose response bodies cost as little Python as possible per network rea
 
 httpx's default transport reads every piece of a streamed answer through httpcore: a
 ``fail_after`` per read, several exception-mapping context managers, h11's event machinery
-and a stack of generators. Here one async generator per response does the reading, the
-chunked decoding and the framing in local variables, straight on a non-blocking socket.
-Read timeouts are enforced by a watchdog task instead of a cancel scope per read.
+and a stack of generators. Here one async generator per response reads straight from a
+non-blocking socket and feeds each read to a sans-I/O decoder of the body's framing. Read
+timeouts are enforced by a watchdog task instead of a cancel scope per read.
 
 This module holds :class:`LeanTransport` itself: the pool, connecting and one exchange. The
-connection and the request and response head are in :mod:`._http1`, the body in
-:mod:`._response_body`, the read timeouts in :mod:`._read_watchdog`.
+connection and the request and response head are in :mod:`._http1`, the body's framing in
+:mod:`._body_decoders` (no I/O) and its reading in :mod:`._response_body`, the read timeouts in
+:mod:`._read_watchdog`.
 
 httpx sets up proxies from ``HTTP(S)_PROXY`` only when it builds its own transport; pass
 :func:`env_proxy_mounts` (from :mod:`._proxies`) as ``mounts=`` to keep that behaviour next to
@@ -27,6 +28,7 @@ from typing import Any, Final, final
 import httpx
 import trio
 
+from ._body_decoders import BodyError, body_decoder
 from ._http1 import (
     Connection,
     Dropped,
@@ -39,7 +41,7 @@ from ._http1 import (
 )
 from ._proxies import env_proxy_mounts
 from ._read_watchdog import Watch
-from ._response_body import LENGTH, ResponseBody, body_framing
+from ._response_body import ResponseBody
 
 __all__ = ["LeanTransport", "env_proxy_mounts"]
 
@@ -125,16 +127,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
         status, reason, version, headers, rest = head
         try:
-            framing, length, reusable = body_framing(head_only, status, version, headers)
-        except httpx.RemoteProtocolError as exc:
+            decoder, reusable = body_decoder(head_only, status, version, headers)
+        except BodyError as exc:
             watch.done = True
             conn.close()
-            exc.request = request
-            raise
-        body = ResponseBody(
-            self._release, conn, watch, framing, length, reusable and not close_asked, rest
-        )
-        if framing == LENGTH and not length:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from None
+        body = ResponseBody(self._release, conn, watch, decoder, reusable and not close_asked, rest)
+        if decoder.done:  # no body at all
             body.finish(reusable=body.reusable and not rest)
         return httpx.Response(
             status,
