@@ -39,8 +39,7 @@ from ._runs import RunManager, RunStatistics
 from ._services import ServiceRegistry
 from ._sessions import SessionService
 from ._tools import ToolBox
-from .providers import ModelCatalog
-from .providers._http import http_client
+from .providers import ModelCatalog, open_http_client
 from .rpc import build_registry
 from .server import serve_listeners, serve_stream
 from .store import Store, open_sqlite_store
@@ -251,7 +250,7 @@ async def open_gateway(
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,
-            http_client() as http,
+            open_http_client() as http,
             trio.open_nursery() as nursery,
         ):
             interrupted = await store.fail_unfinished_runs(INTERRUPTED)

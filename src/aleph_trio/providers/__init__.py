@@ -6,6 +6,7 @@ from ._builtin import (
     BuiltinProvider as BuiltinProvider,
 )
 from ._catalog import ModelCatalog as ModelCatalog
+from ._http import open_http_client as open_http_client
 from ._types import (
     ChatMessage as ChatMessage,
     Delta as Delta,

@@ -17,6 +17,7 @@ import trio
 
 from ._errors import ProviderError
 from ._framing import NDJSONDecoder, SSEDecoder
+from ._read_watchdog import open_watchdog
 from ._transport import LeanTransport, env_proxy_mounts
 from ._types import Delta, TextDelta, ToolSpec
 
@@ -27,9 +28,9 @@ __all__ = [
     "drain",
     "error_detail",
     "function_tools",
-    "http_client",
     "joined_text",
     "ndjson_lines",
+    "open_http_client",
     "post_stream",
     "retry_after",
     "sse_data",
@@ -42,12 +43,23 @@ T_contra = TypeVar("T_contra", contravariant=True)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
-def http_client() -> httpx.AsyncClient:
-    """The HTTP client every provider shares: direct connections through :class:`LeanTransport`
-    (keep-alive, cheap streamed reads), proxies from the environment as httpx would set them."""
-    return httpx.AsyncClient(
-        transport=LeanTransport(), mounts=env_proxy_mounts(), follow_redirects=False
-    )
+@contextlib.asynccontextmanager
+async def open_http_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client every provider shares, for as long as the block: direct connections
+    through :class:`LeanTransport` (keep-alive, cheap streamed reads), proxies from the
+    environment as httpx would set them.
+
+    The transport's read watchdog is a task of a nursery opened here, so the caller owns it:
+    on the way out the client is closed, then the watchdog cancelled. An exception from the
+    block comes out as it is, not in an exception group."""
+    async with open_watchdog() as watchdog:
+        client = httpx.AsyncClient(
+            transport=LeanTransport(watchdog=watchdog),
+            mounts=env_proxy_mounts(),
+            follow_redirects=False,
+        )
+        async with client:
+            yield client
 
 
 @contextlib.asynccontextmanager
