@@ -10,11 +10,12 @@ keep-alive, and to every request one chunked answer of ``--pieces`` server-sent 
 60 bytes, one chunk per event. After each chunk it sleeps ``--gap-us`` microseconds, longer than
 either client needs per read, so that every piece arrives as a read of its own (the way an LLM
 answer streams). This process is the client: ``httpx.AsyncClient()`` and
-``httpx.AsyncClient(transport=LeanTransport())`` in turn, each reading the whole answer with
-``response.aiter_bytes()`` like the gateway does, and as the floor a bare trio loop
-(``wait_readable`` + ``recv``) reading the same answer without any HTTP. Only the client's CPU
-time is measured (``time.process_time``, user + system, from sending the request until the
-answer is read); one warm-up request per reader first. With two CPUs or more the server runs on
+``httpx.AsyncClient(transport=LeanTransport(watchdog=...))`` in turn (the watchdog in this
+script's nursery), each reading the whole answer with ``response.aiter_bytes()`` like the
+gateway does, and as the floor a bare trio loop (``wait_readable`` + ``recv``) reading the same
+answer without any HTTP. Only the client's CPU time is measured (``time.process_time``, user +
+system, from sending the request until the answer is read); one warm-up request per reader
+first. With two CPUs or more the server runs on
 CPU 0 and the client on CPU 1.
 
 The figures are CPU microseconds per piece, which is per read: the lean transport yields once
@@ -115,30 +116,43 @@ async def bare_read(url: str) -> tuple[float, int, int]:
 
 
 async def measure(port: int, pieces: int, rounds: int) -> dict[str, list[tuple[float, int]]]:
+    from aleph_trio.providers._read_watchdog import open_watchdog
     from aleph_trio.providers._transport import LeanTransport
 
     expected = len(b"".join(EVENT % i for i in range(pieces)))
-    default = httpx.AsyncClient(timeout=30)
-    lean = httpx.AsyncClient(timeout=30, transport=LeanTransport())
+    async with open_watchdog() as watchdog:
+        default = httpx.AsyncClient(timeout=30)
+        lean = httpx.AsyncClient(timeout=30, transport=LeanTransport(watchdog=watchdog))
+        async with default, lean:
+            return await measure_with(port, pieces, rounds, expected, default, lean)
+
+
+async def measure_with(
+    port: int,
+    pieces: int,
+    rounds: int,
+    expected: int,
+    default: httpx.AsyncClient,
+    lean: httpx.AsyncClient,
+) -> dict[str, list[tuple[float, int]]]:
     readers = {
         "httpx default (httpcore)": httpx_reader(default),
         "LeanTransport": httpx_reader(lean),
         "bare trio socket loop": bare_read,
     }
     results: dict[str, list[tuple[float, int]]] = {name: [] for name in readers}
-    async with default, lean:
-        for read in readers.values():
-            await read(f"http://127.0.0.1:{port}/100")
-        for _ in range(rounds):
-            for name, read in readers.items():
-                cpu, seen, size = await read(f"http://127.0.0.1:{port}/{pieces}")
-                assert read is bare_read or size == expected, (name, size, expected)
-                results[name].append((cpu, seen))
-                print(
-                    f"  {name}: {cpu / pieces * 1e6:.1f} us/piece, {seen} reads/pieces seen",
-                    file=sys.stderr,
-                    flush=True,
-                )
+    for read in readers.values():
+        await read(f"http://127.0.0.1:{port}/100")
+    for _ in range(rounds):
+        for name, read in readers.items():
+            cpu, seen, size = await read(f"http://127.0.0.1:{port}/{pieces}")
+            assert read is bare_read or size == expected, (name, size, expected)
+            results[name].append((cpu, seen))
+            print(
+                f"  {name}: {cpu / pieces * 1e6:.1f} us/piece, {seen} reads/pieces seen",
+                file=sys.stderr,
+                flush=True,
+            )
     return results
 
 

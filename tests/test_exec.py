@@ -293,7 +293,7 @@ async def test_a_denied_command_never_runs(gateway: Gateway, tmp_path: Path) -> 
         await admin.call("exec.approval.resolve", {"id": asked.data["id"], "decision": "deny"})
         events = await run_events(user, run_id)
         end = next(e.data for e in events if e.topic == "stream.tool_end")
-        assert end["is_error"] is True and "deny" in end["output"]
+        assert end["is_error"] is True and "denied" in end["output"]
         assert topics(events)[-1] == "agent.completed"  # the model heard about it and went on
     assert not marker.exists()
 

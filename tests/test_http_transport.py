@@ -19,7 +19,9 @@ import trio.testing
 import trustme
 from hypothesis import given, settings, strategies as st
 
-from aleph_trio.providers._transport import LeanTransport, env_proxy_mounts
+from aleph_trio.providers import open_http_client
+from aleph_trio.providers._read_watchdog import Watchdog, open_watchdog
+from aleph_trio.providers._transport import LeanTransport
 
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
 
@@ -137,13 +139,15 @@ async def lean_client(
     max_idle_per_origin: int = 8,
     keepalive_expiry: float = 30.0,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    transport = LeanTransport(
-        ssl_context=ssl_context,
-        max_idle_per_origin=max_idle_per_origin,
-        keepalive_expiry=keepalive_expiry,
-    )
-    async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
-        yield client
+    async with open_watchdog() as watchdog:
+        transport = LeanTransport(
+            watchdog=watchdog,
+            ssl_context=ssl_context,
+            max_idle_per_origin=max_idle_per_origin,
+            keepalive_expiry=keepalive_expiry,
+        )
+        async with httpx.AsyncClient(transport=transport, timeout=5.0) as client:
+            yield client
 
 
 def chunked(*pieces: bytes, extension: bytes = b"", trailer: bytes = b"") -> bytes:
@@ -425,6 +429,66 @@ async def test_read_timeout_over_tls(
         assert trio.current_time() < 1000
 
 
+def watchdog_tasks(under: trio.lowlevel.Task) -> list[trio.lowlevel.Task]:
+    """The read watchdog tasks among the descendants of ``under``."""
+    found = []
+    for nursery in under.child_nurseries:
+        for task in nursery.child_tasks:
+            if "read watchdog" in task.name:
+                found.append(task)
+            found.extend(watchdog_tasks(task))
+    return found
+
+
+async def test_the_read_watchdog_is_a_task_of_the_client_owner(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def handler(peer: Peer) -> None:
+        await peer.request()
+        await peer.send(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nfirst")
+        await trio.sleep(1000)
+
+    everything = trio.lowlevel.current_root_task()  # system tasks included
+    assert everything is not None
+    async with serving(handler) as server:
+        async with open_http_client() as client:
+            mine = watchdog_tasks(trio.lowlevel.current_task())
+            assert len(mine) == 1
+            assert watchdog_tasks(everything) == mine  # not a system task: only ours
+            with pytest.raises(httpx.ReadTimeout):
+                async with client.stream("GET", server.url(), timeout=5.0) as r:
+                    await r.aread()
+            assert trio.current_time() < 1000
+        assert client.is_closed
+        assert watchdog_tasks(everything) == []  # gone with the block
+
+
+async def test_an_error_leaves_open_http_client_as_it_is() -> None:
+    with pytest.raises(KeyError, match="not in a group"):
+        async with open_http_client():
+            raise KeyError("not in a group")
+
+
+async def test_a_transport_whose_watchdog_is_not_running_refuses_before_sending() -> None:
+    async with serving(answering(OK)) as server:
+        async with open_watchdog() as watchdog:
+            client = httpx.AsyncClient(transport=LeanTransport(watchdog=watchdog), timeout=5.0)
+            assert (await client.get(server.url())).content == b"ok"
+        # The watchdog's block is over: a read timeout could never fire now.
+        with pytest.raises(RuntimeError, match="watchdog is not running"):
+            await client.get(server.url("/refused"))
+        never_started = httpx.AsyncClient(transport=LeanTransport(watchdog=Watchdog()))
+        with pytest.raises(RuntimeError, match="watchdog is not running"):
+            await never_started.get(server.url("/refused"))
+        # Without a read timeout there is nothing to watch.
+        r = await never_started.get(server.url("/untimed"), timeout=None)
+        assert r.content == b"ok"
+        await client.aclose()
+        await never_started.aclose()
+    requests = [req.split(b" ")[1] for peer in server.peers for req in peer.requests]
+    assert requests == [b"/", b"/untimed"]  # the refused ones never went out
+
+
 BIG = b"x" * (6 * 1024 * 1024)  # more than a socket send buffer holds (4 MiB at most here)
 
 
@@ -700,9 +764,7 @@ async def test_env_proxies_go_through_httpx_proxy_mounts(monkeypatch: pytest.Mon
             monkeypatch.delenv(name.upper(), raising=False)
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-        async with httpx.AsyncClient(
-            transport=LeanTransport(), mounts=env_proxy_mounts()
-        ) as client:
+        async with open_http_client() as client:
             proxied = await client.get("http://example.invalid/v1/models")
             unproxied = await client.get(direct.url("/here"))
     assert proxied.content == b"via proxy"

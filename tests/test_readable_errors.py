@@ -30,12 +30,16 @@ async def test_an_unknown_model_in_the_config_is_named_at_start_and_at_run(
                 "config.validate", {"config": {"agents": {"main": {"model": "gpt-nonexistent"}}}}
             )
             assert checked["valid"] is True
-            assert any(w.startswith("agents.main.model: unknown model") for w in checked["warnings"])
+            assert any(
+                w.startswith("agents.main.model: unknown model") for w in checked["warnings"]
+            )
             with pytest.raises(AlephError) as failed:
                 await client.call("agent.run", {"message": "hello"})
     assert failed.value.code == -32602
     assert "agents.main.model" in failed.value.message
-    assert failed.value.data is None or "errors" not in failed.value.data  # not the caller's $.model
+    assert (
+        failed.value.data is None or "errors" not in failed.value.data
+    )  # not the caller's $.model
 
 
 async def test_a_model_the_caller_names_is_still_the_callers_field(client: Client) -> None:
@@ -55,9 +59,14 @@ async def test_a_model_the_caller_names_is_still_the_callers_field(client: Clien
         ("session.history", {"session_key": "agent:"}),
         (
             "cron.create",
-            {"name": "n", "schedule": "every 1h", "agent_id": "main", "prompt": "p",
-             "session_key": "work"},
-        ),  # fmt: skip
+            {
+                "name": "n",
+                "schedule": "every 1h",
+                "agent_id": "main",
+                "prompt": "p",
+                "session_key": "work",
+            },
+        ),
     ],
 )
 async def test_a_malformed_session_key_says_what_one_looks_like(
@@ -74,7 +83,7 @@ async def test_a_malformed_session_key_says_what_one_looks_like(
 
 
 async def test_an_unanswered_approval_says_nobody_answered_and_how_to(
-    client: Client, autojump_clock: trio.testing.MockClock
+    client: Client, patient_clock: trio.testing.MockClock
 ) -> None:
     current = await client.call("exec.approvals.get")
     await client.call(

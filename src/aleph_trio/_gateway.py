@@ -44,8 +44,7 @@ from .kernel import (
     resolve_secret,
 )
 from .protocol import encode_event
-from .providers import ModelCatalog, agent_model_warnings
-from .providers._http import http_client
+from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import build_registry
 from .runs import AgentLoop, PromptBuilder, RunManager, RunStatistics
 from .server import serve_listeners, serve_stream
@@ -338,7 +337,7 @@ async def _open_locked(
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,
-            http_client() as http,
+            open_http_client() as http,
             trio.open_nursery() as nursery,
         ):
             gateway = Gateway(

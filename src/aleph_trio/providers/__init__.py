@@ -8,6 +8,7 @@ from ._builtin import (
 )
 from ._catalog import ModelCatalog as ModelCatalog, agent_model_warnings as agent_model_warnings
 from ._errors import ProviderError as ProviderError
+from ._http import open_http_client as open_http_client
 from ._types import (
     ChatMessage as ChatMessage,
     Delta as Delta,

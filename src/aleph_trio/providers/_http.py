@@ -16,6 +16,8 @@ import msgspec
 import trio
 
 from ._errors import ProviderError
+from ._framing import NDJSONDecoder, SSEDecoder
+from ._read_watchdog import open_watchdog
 from ._transport import LeanTransport, env_proxy_mounts
 from ._types import Delta, TextDelta, ToolSpec
 
@@ -26,9 +28,9 @@ __all__ = [
     "drain",
     "error_detail",
     "function_tools",
-    "http_client",
     "joined_text",
     "ndjson_lines",
+    "open_http_client",
     "post_stream",
     "retry_after",
     "sse_data",
@@ -41,12 +43,23 @@ T_contra = TypeVar("T_contra", contravariant=True)
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
 
 
-def http_client() -> httpx.AsyncClient:
-    """The HTTP client every provider shares: direct connections through :class:`LeanTransport`
-    (keep-alive, cheap streamed reads), proxies from the environment as httpx would set them."""
-    return httpx.AsyncClient(
-        transport=LeanTransport(), mounts=env_proxy_mounts(), follow_redirects=False
-    )
+@contextlib.asynccontextmanager
+async def open_http_client() -> AsyncIterator[httpx.AsyncClient]:
+    """The HTTP client every provider shares, for as long as the block: direct connections
+    through :class:`LeanTransport` (keep-alive, cheap streamed reads), proxies from the
+    environment as httpx would set them.
+
+    The transport's read watchdog is a task of a nursery opened here, so the caller owns it:
+    on the way out the client is closed, then the watchdog cancelled. An exception from the
+    block comes out as it is, not in an exception group."""
+    async with open_watchdog() as watchdog:
+        client = httpx.AsyncClient(
+            transport=LeanTransport(watchdog=watchdog),
+            mounts=env_proxy_mounts(),
+            follow_redirects=False,
+        )
+        async with client:
+            yield client
 
 
 @contextlib.asynccontextmanager
@@ -205,65 +218,41 @@ def error_detail(body: bytes) -> str:
 
 async def sse_data(response: httpx.Response) -> AsyncGenerator[list[bytes], None]:
     """The ``data`` of the server-sent events each network read completed, one list per read
-    (never empty); multi-line data is joined with newlines.
-
-    Lines are split from the raw bytes here (``\n``, ``\r\n`` or ``\r``): httpx's text and
-    line decoders cost more per event than everything else the gateway does with it. The usual
-    event, a single ``data:`` line, takes a fast path."""
-    rest = b""
+    (never empty); see :class:`SSEDecoder`."""
+    decoder = SSEDecoder()
+    feed = decoder.feed
     async for raw in response.aiter_bytes():
-        buffer = rest + raw if rest else raw
-        if b"\r" in buffer:
-            held = buffer.endswith(b"\r")  # maybe half of a \r\n
-            if held:
-                buffer = buffer[:-1]
-            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-            if held:
-                buffer += b"\r"
-        events = buffer.split(b"\n\n")
-        rest = events.pop()
-        batch: list[bytes] = []
-        for event in events:
-            if event.startswith(b"data:") and b"\n" not in event:
-                batch.append(event[6:] if event[5:6] == b" " else event[5:])
-            elif (data := _event_data(event)) is not None:
-                batch.append(data)
+        batch = feed(raw)
         if batch:
             yield batch
-    data = _event_data(rest.rstrip(b"\r"))
-    if data is not None:
-        yield [data]
-
-
-def _event_data(event: bytes) -> bytes | None:
-    """The ``data`` of one event's lines, or ``None`` when it has none (comments, ``event:``)."""
-    data = [
-        line[6:] if line[5:6] == b" " else line[5:]
-        for line in event.split(b"\n")
-        if line.startswith(b"data:")
-    ]
-    return b"\n".join(data) if data else None
+    last = decoder.flush()
+    if last:
+        yield last
 
 
 async def ndjson_lines(
     response: httpx.Response, where: str
 ) -> AsyncGenerator[list[dict[str, Any]], None]:
-    """The JSON objects of the lines each network read completed, one list per read."""
-    rest = b""
+    """The JSON objects of the lines each network read completed, one list per read (never
+    empty); see :class:`NDJSONDecoder`. A line that is not a JSON object fails the stream,
+    after the lines before it."""
+    decoder = NDJSONDecoder()
+    feed = decoder.feed
     async for raw in response.aiter_bytes():
-        lines = (rest + raw if rest else raw).split(b"\n")
-        rest = lines.pop()
+        lines = feed(raw)
+        if not lines:
+            continue
         batch: list[dict[str, Any]] = []
         try:
-            batch.extend(_ndjson(line, where) for line in lines if line.strip())
+            for line in lines:
+                batch.append(_ndjson(line, where))
         except ProviderError:
             if batch:  # the lines before the broken one are shown first
                 yield batch
             raise
-        if batch:
-            yield batch
-    if rest.strip():
-        yield [_ndjson(rest, where)]
+        yield batch
+    for line in decoder.flush():
+        yield [_ndjson(line, where)]
 
 
 def _ndjson(line: bytes, where: str) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Final, final
 import httpx
 import trio
 
-from ._read_watchdog import current_watchdog, read_timeout
+from ._read_watchdog import read_timeout
 
 if TYPE_CHECKING:
-    from ._read_watchdog import Watch
+    from ._read_watchdog import Watch, Watchdog
 
 __all__ = [
     "MAX_HEAD",
@@ -187,15 +187,18 @@ async def _receive(conn: Connection) -> bytes:
 _Head = tuple[int, bytes, int, list[tuple[bytes, bytes]], bytes]
 
 
-async def read_head(conn: Connection, watch: Watch, request: httpx.Request) -> _Head:
+async def read_head(
+    conn: Connection, watch: Watch, watchdog: Watchdog, request: httpx.Request
+) -> _Head:
     """Status, reason, HTTP/1 minor version, headers and the bytes read past the head, of the
-    first answer that is not an interim 1xx one."""
+    first answer that is not an interim 1xx one; ``watchdog`` enforces ``watch``'s read
+    timeout from here to the body's end."""
     buffer = b""
     scanned = 0  # where the search for the head's end goes on: a dripping head stays linear
     received = False
     watch.count = 1
     if watch.limit != math.inf:
-        current_watchdog().add(watch)
+        watchdog.add(watch)
     while True:
         try:
             data = await _receive(conn)

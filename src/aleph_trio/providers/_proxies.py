@@ -22,9 +22,9 @@ def env_proxy_mounts(
     ``NO_PROXY`` (and their lowercase forms) when it makes its own transport.
 
     httpx stops reading those variables once it is given a ``transport``, so a client keeps
-    them with ``httpx.AsyncClient(transport=LeanTransport(), mounts=env_proxy_mounts())``:
-    proxied URLs go through httpx's proxy transports, the rest (``None`` mounts, the
-    ``NO_PROXY`` hosts among them) through the given transport."""
+    them with ``httpx.AsyncClient(transport=LeanTransport(...), mounts=env_proxy_mounts())``
+    (what ``open_http_client`` builds): proxied URLs go through httpx's proxy transports, the
+    rest (``None`` mounts, the ``NO_PROXY`` hosts among them) through the given transport."""
     found = urllib.request.getproxies()
     targets: dict[str, str | None] = {}
     for scheme in ("http", "https", "all"):

@@ -1,6 +1,10 @@
 """Read timeouts without a cancel scope per read: the :class:`Watch` a response's reader
-bumps around each wait, and the per-run :class:`Watchdog` task that closes the connection of a
-read stalled for longer than its limit.
+bumps around each wait, and the :class:`Watchdog` task that closes the connection of a read
+stalled for longer than its limit.
+
+The watchdog is a task of its owner's nursery, not a system task: :func:`open_watchdog` runs
+one for as long as its ``async with`` block (the HTTP client's owner,
+:func:`._http.open_http_client`), and the transport is handed it explicitly.
 """
 
 from __future__ import annotations
@@ -8,7 +12,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from typing import TYPE_CHECKING, Final, final
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, final
 
 import httpx
 import trio
@@ -16,7 +22,7 @@ import trio
 if TYPE_CHECKING:
     from ._http1 import Connection
 
-__all__ = ["Watch", "Watchdog", "current_watchdog", "read_timeout"]
+__all__ = ["Watch", "Watchdog", "open_watchdog", "read_timeout"]
 
 
 @final
@@ -45,7 +51,7 @@ class Watch:
 
 @final
 class Watchdog:
-    """Checks the read watches of one trio run every 1/8 of their limit, from a system task.
+    """Checks the read watches given to it every 1/8 of their limit, while :meth:`run` runs.
 
     A stall is seen between ``limit`` and ``limit * 9/8`` seconds after the bytes stopped."""
 
@@ -53,9 +59,18 @@ class Watchdog:
         self._due: list[tuple[float, int, Watch]] = []
         self._order = itertools.count()
         self._nap: trio.CancelScope | None = None
+        self._running = False
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is running: only then do read timeouts fire."""
+        return self._running
 
     def add(self, watch: Watch) -> None:
-        """Start watching; the reader is about to wait (odd count)."""
+        """Start watching; the reader is about to wait (odd count). A watchdog that is not
+        running could never enforce the limit, so it refuses."""
+        if not self._running:
+            raise RuntimeError("the HTTP read watchdog is not running (see open_watchdog)")
         now = trio.current_time()
         watch.seen = watch.count
         watch.seen_at = now
@@ -65,7 +80,20 @@ class Watchdog:
         if nap is not None and due < nap.deadline:
             nap.deadline = due
 
-    async def run(self) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Watch until cancelled (start it with ``nursery.start``: it is running once that
+        returns)."""
+        if self._running:
+            raise RuntimeError("this HTTP read watchdog is already running")
+        self._running = True
+        try:
+            task_status.started()
+            await self._watch()
+        finally:
+            self._running = False
+            self._nap = None
+
+    async def _watch(self) -> None:
         due = self._due
         while True:
             now = trio.current_time()
@@ -92,18 +120,29 @@ class Watchdog:
             self._nap = None
 
 
-_WATCHDOG: Final[trio.lowlevel.RunVar[Watchdog]] = trio.lowlevel.RunVar("http_read_watchdog")
+@asynccontextmanager
+async def open_watchdog() -> AsyncIterator[Watchdog]:
+    """A :class:`Watchdog` running in a nursery of its own for as long as the block, cancelled
+    when the block ends.
 
-
-def current_watchdog() -> Watchdog:
-    """The watchdog of the current trio run, started on first use."""
-    try:
-        return _WATCHDOG.get()
-    except LookupError:
-        dog = Watchdog()
-        _WATCHDOG.set(dog)
-        trio.lowlevel.spawn_system_task(dog.run, name="aleph_trio http read watchdog")
-        return dog
+    An exception from the block comes out as it is, not wrapped in an exception group (the
+    watchdog itself never fails), so this can go into an ``async with`` next to others."""
+    dog = Watchdog()
+    failure: BaseException | None = None
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dog.run, name="aleph_trio http read watchdog")
+        try:
+            yield dog
+        except BaseException as exc:
+            # Raised again below, once the watchdog has stopped and the nursery is closed.
+            failure = exc
+        finally:
+            nursery.cancel_scope.cancel()
+    if failure is not None:
+        try:
+            raise failure
+        finally:
+            failure = None  # no reference cycle through this frame
 
 
 def read_timeout(watch: Watch) -> httpx.ReadTimeout:

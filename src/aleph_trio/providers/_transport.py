@@ -3,13 +3,15 @@ pooling, whose response bodies cost as little Python as possible per network rea
 
 httpx's default transport reads every piece of a streamed answer through httpcore: a
 ``fail_after`` per read, several exception-mapping context managers, h11's event machinery
-and a stack of generators. Here one async generator per response does the reading, the
-chunked decoding and the framing in local variables, straight on a non-blocking socket.
-Read timeouts are enforced by a watchdog task instead of a cancel scope per read.
+and a stack of generators. Here one async generator per response reads straight from a
+non-blocking socket and feeds each read to a sans-I/O decoder of the body's framing. Read
+timeouts are enforced by a watchdog task, which the transport is given, instead of a cancel
+scope per read.
 
 This module holds :class:`LeanTransport` itself: the pool, connecting and one exchange. The
-connection and the request and response head are in :mod:`._http1`, the body in
-:mod:`._response_body`, the read timeouts in :mod:`._read_watchdog`.
+connection and the request and response head are in :mod:`._http1`, the body's framing in
+:mod:`._body_decoders` (no I/O) and its reading in :mod:`._response_body`, the read timeouts in
+:mod:`._read_watchdog`.
 
 httpx sets up proxies from ``HTTP(S)_PROXY`` only when it builds its own transport; pass
 :func:`env_proxy_mounts` (from :mod:`._proxies`) as ``mounts=`` to keep that behaviour next to
@@ -27,6 +29,7 @@ from typing import Any, Final, final
 import httpx
 import trio
 
+from ._body_decoders import BodyError, body_decoder
 from ._http1 import (
     Connection,
     Dropped,
@@ -38,8 +41,8 @@ from ._http1 import (
     send_request,
 )
 from ._proxies import env_proxy_mounts
-from ._read_watchdog import Watch
-from ._response_body import LENGTH, ResponseBody, body_framing
+from ._read_watchdog import Watch, Watchdog
+from ._response_body import ResponseBody
 
 __all__ = ["LeanTransport", "env_proxy_mounts"]
 
@@ -58,18 +61,22 @@ class LeanTransport(httpx.AsyncBaseTransport):
     gateway that never leaves plain HTTP never pays for it; its ALPN protocols are set to
     ``http/1.1``. Requests take the connect, read and write timeouts of
     ``request.extensions["timeout"]`` (what :class:`httpx.AsyncClient` puts there); the read
-    timeout is the longest wait for the next bytes of the answer.
+    timeout is the longest wait for the next bytes of the answer. ``watchdog`` enforces the
+    read timeouts: it must be running (see :func:`._read_watchdog.open_watchdog`) whenever a
+    request has one, or the request is refused before it is sent.
     """
 
     def __init__(
         self,
         *,
+        watchdog: Watchdog,
         ssl_context: ssl.SSLContext | None = None,
         max_idle_per_origin: int = _MAX_IDLE,
         keepalive_expiry: float = _KEEPALIVE_EXPIRY,
     ) -> None:
         if ssl_context is not None:
             ssl_context.set_alpn_protocols(["http/1.1"])
+        self._watchdog = watchdog
         self._ssl_context = ssl_context
         self._max_idle = max_idle_per_origin
         self._expiry = keepalive_expiry
@@ -97,6 +104,10 @@ class LeanTransport(httpx.AsyncBaseTransport):
         origin = (scheme, url.host, url.port or default_port)
         timeouts: Mapping[str, Any] = request.extensions.get("timeout") or {}
         read_timeout = _seconds(timeouts.get("read"))
+        if read_timeout is not None and not self._watchdog.running:
+            raise RuntimeError(
+                "LeanTransport's read watchdog is not running: a read timeout would never fire"
+            )
         payload, close_asked = request_bytes(request, await request.aread())
         head_only = request.method == "HEAD"
 
@@ -107,7 +118,7 @@ class LeanTransport(httpx.AsyncBaseTransport):
             watch = Watch(conn, read_timeout)
             try:
                 await send_request(conn, payload, _seconds(timeouts.get("write")), request)
-                head = await read_head(conn, watch, request)
+                head = await read_head(conn, watch, self._watchdog, request)
             except Dropped as dropped:
                 watch.done = True
                 conn.close()
@@ -125,16 +136,13 @@ class LeanTransport(httpx.AsyncBaseTransport):
 
         status, reason, version, headers, rest = head
         try:
-            framing, length, reusable = body_framing(head_only, status, version, headers)
-        except httpx.RemoteProtocolError as exc:
+            decoder, reusable = body_decoder(head_only, status, version, headers)
+        except BodyError as exc:
             watch.done = True
             conn.close()
-            exc.request = request
-            raise
-        body = ResponseBody(
-            self._release, conn, watch, framing, length, reusable and not close_asked, rest
-        )
-        if framing == LENGTH and not length:
+            raise httpx.RemoteProtocolError(str(exc), request=request) from None
+        body = ResponseBody(self._release, conn, watch, decoder, reusable and not close_asked, rest)
+        if decoder.done:  # no body at all
             body.finish(reusable=body.reusable and not rest)
         return httpx.Response(
             status,
