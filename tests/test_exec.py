@@ -439,3 +439,20 @@ async def test_cancelling_a_run_cancels_its_pending_approval(gateway: Gateway) -
                 "exec.approval.resolve", {"id": asked.data["id"], "decision": "allow-once"}
             )
         assert err.value.data == {"reason": "invalid_state"}
+
+
+async def test_deny_wins_over_allow_whatever_the_order(client: Client) -> None:
+    """A command matching both an allow and a deny pattern (global or per agent) is denied by
+    the policy, and in full mode too."""
+    await set_policy(
+        client,
+        mode="allowlist",
+        allow=["git *", "rm *"],
+        deny=["git push *"],
+        agents={"main": {"deny": ["rm -rf *"]}},
+    )
+    assert (await request(client, "git status"))["decision"] == "policy-allow"
+    assert (await request(client, "git push origin main"))["decision"] == "policy-deny"
+    assert (await request(client, "rm -rf /tmp/x"))["decision"] == "policy-deny"
+    await set_policy(client, mode="full", allow=["*"], deny=["shutdown *"])
+    assert (await request(client, "shutdown now"))["decision"] == "policy-deny"

@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import email.utils
 import json
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
@@ -15,6 +16,7 @@ import httpx
 import msgspec
 import trio
 
+from ..kernel import component_logger
 from ._errors import ProviderError
 from ._framing import NDJSONDecoder, SSEDecoder
 from ._read_watchdog import open_watchdog
@@ -38,6 +40,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+log = component_logger("providers")
 T_contra = TypeVar("T_contra", contravariant=True)
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
@@ -62,6 +66,12 @@ async def open_http_client() -> AsyncIterator[httpx.AsyncClient]:
             yield client
 
 
+def _shown(url: str) -> str:
+    """``url`` as logs may show it: no user info, no query (either may carry a key)."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(userinfo=b"", query=None))
+
+
 @contextlib.asynccontextmanager
 async def post_stream(
     http: httpx.AsyncClient,
@@ -74,6 +84,15 @@ async def post_stream(
 ) -> AsyncIterator[httpx.Response]:
     """POST ``body`` and yield the streaming response; every failure, also while it is being
     read, becomes a :class:`ProviderError` that names ``where`` (never the headers)."""
+    if log.isEnabledFor(logging.DEBUG):  # the URL and the shape of the request, never headers
+        log.debug(
+            "%s: POST %s (model %s, %d messages, %d tools)",
+            where,
+            _shown(url),
+            body.get("model"),
+            len(body.get("messages") or ()),
+            len(body.get("tools") or ()),
+        )
     try:
         async with http.stream(
             "POST", url, json=body, headers=headers, timeout=timeout
