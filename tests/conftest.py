@@ -1,14 +1,19 @@
-"""Shared fixtures: a gateway per test (real SQLite-free core for now), in-process and socket clients.
+"""Shared fixtures: a gateway per test, in-process and socket clients, and a deadline for every
+test.
 
 Rules for every test here: bind only to 127.0.0.1 on port 0, put a deadline on anything that does
-I/O, and use ``autojump_clock`` for anything that waits on a timer.
+I/O, and use ``autojump_clock`` for anything that waits on a timer. Every async test also runs
+under :data:`REAL_DEADLINE_S` (or :data:`VIRTUAL_DEADLINE_S` on a virtual clock), so a test that
+waits for something that never comes fails by name, at once, instead of hanging into the next.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,7 @@ settings.register_profile(
     "dev",
     max_examples=60,
     deadline=None,
+    derandomize=True,  # what CI runs is what a developer runs; "fuzz" explores
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 settings.register_profile(
@@ -43,6 +49,34 @@ settings.register_profile(
 settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
 )
+
+
+#: Longest an async test may take on the real clock (pytest-timeout's 120 s is the backstop).
+REAL_DEADLINE_S = 90.0
+#: On a virtual clock a hang jumps straight to the deadline, so it can be generous: some cron
+#: tests live through months of virtual time.
+VIRTUAL_DEADLINE_S = 400 * 86400.0
+
+
+def _with_deadline(
+    test: Callable[..., Awaitable[Any]],
+    *,
+    real_s: float = REAL_DEADLINE_S,
+    virtual_s: float = VIRTUAL_DEADLINE_S,
+) -> Callable[..., Awaitable[Any]]:
+    @functools.wraps(test)
+    async def run(*args: Any, **kwargs: Any) -> Any:
+        virtual = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        with trio.fail_after(virtual_s if virtual else real_s):
+            return await test(*args, **kwargs)
+
+    return run
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if isinstance(item, pytest.Function) and inspect.iscoroutinefunction(item.obj):
+            item.obj = _with_deadline(item.obj)
 
 
 @pytest.fixture

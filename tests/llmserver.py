@@ -26,7 +26,8 @@ DROP = object()
 @attrs.define
 class Reply:
     status: int = 200
-    parts: list[Any] = attrs.Factory(list)  # bytes, str, DROP, or a float (seconds to pause)
+    #: bytes, str, DROP, a float (seconds to pause) or a trio.Event (pause until it is set)
+    parts: list[Any] = attrs.Factory(list)
     content_type: str = "text/event-stream"
     headers: dict[str, str] = attrs.Factory(dict)
 
@@ -122,9 +123,13 @@ class LLMServer:
         for part in reply.parts:
             if part is DROP:
                 return False
-            if isinstance(part, float | int):
+            if isinstance(part, float | int | trio.Event):
                 # Pause, but notice at once if the client goes away meanwhile.
-                with trio.move_on_after(part):
+                async with trio.open_nursery() as nursery:
+                    if isinstance(part, trio.Event):
+                        nursery.start_soon(_cancel_when_set, part, nursery.cancel_scope)
+                    else:
+                        nursery.cancel_scope.deadline = trio.current_time() + part
                     if not await stream.receive_some(1):
                         return False
                 continue
@@ -168,3 +173,8 @@ async def all_deltas(provider: Provider, request: ModelRequest) -> list[object]:
                     else:
                         got.append(delta)
     return got
+
+
+async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
+    await event.wait()
+    scope.cancel()

@@ -136,8 +136,11 @@ async def test_a_remote_model_writes_the_summary_and_runs_wait_for_it(
         llm.script += [say(long_answer), say("A2")]
         await chat(client, "Q1", "Q2")
         answer = "SUMMARY:\nThey asked two things.\nFACTS:\n- Likes tea\n- Lives in Oslo\n"
-        slow = Reply(parts=[0.3, *sse({"choices": [{"index": 0, "delta": {"content": answer}}]})])
-        llm.script += [slow, say("A3")]
+        written = trio.Event()  # the summary is held back until the run below is queued
+        held = Reply(
+            parts=[written, *sse({"choices": [{"index": 0, "delta": {"content": answer}}]})]
+        )
+        llm.script += [held, say("A3")]
         async with trio.open_nursery() as nursery:
             results: list[dict[str, int]] = []
 
@@ -149,6 +152,7 @@ async def test_a_remote_model_writes_the_summary_and_runs_wait_for_it(
                 await llm.wait_requests(3)  # the summary is being written
             queued = await client.call("agent.run", {"message": "Q3"})
             assert queued["status"] == "queued"  # the session is being rewritten
+            written.set()
         assert results[0]["facts_extracted"] == 2
         await run_events(client, queued["run_id"])
         prompt = llm.requests[2].body["messages"][-1]["content"]
