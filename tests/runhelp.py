@@ -8,6 +8,7 @@ import trio
 
 from aleph_trio import Client
 from aleph_trio.client import ClientEvent
+from aleph_trio.kernel import EventBus
 
 TERMINAL = frozenset({"agent.completed", "agent.error", "agent.cancelled"})
 
@@ -36,11 +37,30 @@ async def wait_event(
                 return event
 
 
-async def assert_quiet(client: Client, *, seconds: float = 0.2, run_id: str | None = None) -> None:
-    """Fail if an event (of ``run_id`` when given) arrives within ``seconds``."""
-    with trio.move_on_after(seconds):
+BARRIER = "test.barrier"
+
+
+async def assert_quiet(
+    client: Client,
+    bus: EventBus,
+    *,
+    run_id: str | None = None,
+    subscribe: bool = True,
+    **publish: Any,
+) -> None:
+    """Fail if an event (of ``run_id`` when given) was delivered to ``client`` before a barrier
+    event published now: the bus numbers events in one order and every connection receives its
+    share in that order, so whatever came before the barrier was published before it. No
+    real-time window is involved. ``publish`` (``run_id``, ``principal_id``) makes the barrier
+    visible to a guest."""
+    if subscribe:
+        await client.subscribe([BARRIER])
+    bus.publish(BARRIER, {}, **publish)
+    with trio.fail_after(10):
         while True:
             event = await client.next_event()
+            if event.topic == BARRIER:
+                return
             if run_id is None or event.data.get("run_id") == run_id:
                 raise AssertionError(f"unexpected event {event.topic}: {event.data}")
 

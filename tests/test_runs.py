@@ -135,7 +135,7 @@ async def test_max_concurrent_queues_runs_across_sessions(data_dir: Path) -> Non
         assert gw.runs.statistics().live == 0
 
 
-async def test_cancel_mid_stream_keeps_the_partial_text(client: Client) -> None:
+async def test_cancel_mid_stream_keeps_the_partial_text(client: Client, gateway: Gateway) -> None:
     run_id = await start(client, "a long answer please")
     seen = [await wait_event(client, "stream.chunk", run_id=run_id)]
     assert await client.call("agent.cancel", {"run_id": run_id}) == {
@@ -159,7 +159,7 @@ async def test_cancel_mid_stream_keeps_the_partial_text(client: Client) -> None:
     assert status["output"] == partial
     history = (await client.call("chat.history"))["messages"]
     assert history[-1]["role"] == "assistant" and history[-1]["content"] == partial
-    await assert_quiet(client, run_id=run_id)
+    await assert_quiet(client, gateway.bus, run_id=run_id)
     assert await client.call("agent.cancel", {"run_id": run_id}) == {
         "cancelled": False,
         "run_id": run_id,
@@ -365,7 +365,7 @@ async def test_run_events_reach_the_caller_and_subscribers_only(gateway: Gateway
         assert chunks(events) == "1 2 3"
         watched = await run_events(watcher, run_id)
         assert topics(watched) == ["agent.started", "agent.completed"]
-        await assert_quiet(bystander, seconds=0.1)
+        await assert_quiet(bystander, gateway.bus)
 
 
 async def test_agent_list_and_tool_globs(data_dir: Path) -> None:

@@ -47,6 +47,7 @@ async def gateway_for(
         runs=RunsConfig(**runs),
     )
     async with open_gateway(config, data_dir=data_dir) as gw, gw.connect() as client:
+        client.gateway = gw  # type: ignore[attr-defined]  # for assert_quiet's barrier
         yield client
 
 
@@ -279,7 +280,7 @@ async def test_cancel_closes_the_provider_request_and_nothing_follows(
             await llm.wait_all_closed()
         rest = await run_events(client, run_id)
         assert topics(rest) == ["stream.end", "agent.cancelled"]
-        await assert_quiet(client, seconds=0.3)
+        await assert_quiet(client, client.gateway.bus)  # type: ignore[attr-defined]
 
 
 async def test_model_calls_reuse_one_kept_alive_connection(llm: LLMServer, data_dir: Path) -> None:
