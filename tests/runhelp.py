@@ -44,11 +44,11 @@ async def assert_quiet(
     client: Client,
     bus: EventBus,
     *,
-    run_id: str | None = None,
+    of_run: str | None = None,
     subscribe: bool = True,
     **publish: Any,
 ) -> None:
-    """Fail if an event (of ``run_id`` when given) was delivered to ``client`` before a barrier
+    """Fail if an event (of run ``of_run`` when given) was delivered to ``client`` before a barrier
     event published now: the bus numbers events in one order and every connection receives its
     share in that order, so whatever came before the barrier was published before it. No
     real-time window is involved. ``publish`` (``run_id``, ``principal_id``) makes the barrier
@@ -61,7 +61,7 @@ async def assert_quiet(
             event = await client.next_event()
             if event.topic == BARRIER:
                 return
-            if run_id is None or event.data.get("run_id") == run_id:
+            if of_run is None or event.data.get("run_id") == of_run:
                 raise AssertionError(f"unexpected event {event.topic}: {event.data}")
 
 

@@ -47,7 +47,7 @@ async def test_guest_sees_only_its_own_events(with_guest: Gateway) -> None:
         bus.publish("stream.chunk", {"run_id": "r2"}, run_id="r2", principal_id="guest-1")
         event = await guest.next_event(timeout=5)
         assert event.data == {"run_id": "r2"}
-        await assert_quiet(guest, bus, subscribe=False)
+        await assert_quiet(guest, bus, subscribe=False, run_id="r2", principal_id="guest-1")
 
 
 async def test_owner_sees_everything(with_guest: Gateway) -> None:

@@ -159,7 +159,7 @@ async def test_cancel_mid_stream_keeps_the_partial_text(client: Client, gateway:
     assert status["output"] == partial
     history = (await client.call("chat.history"))["messages"]
     assert history[-1]["role"] == "assistant" and history[-1]["content"] == partial
-    await assert_quiet(client, gateway.bus, run_id=run_id)
+    await assert_quiet(client, gateway.bus, of_run=run_id)
     assert await client.call("agent.cancel", {"run_id": run_id}) == {
         "cancelled": False,
         "run_id": run_id,
