@@ -13,6 +13,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from . import cli
 from ._gateway import default_data_dir, open_gateway
 from ._version import __version__
 from .kernel import LEVELS, ConfigError, LoadedConfig, default_config_path, load_config
@@ -69,6 +70,9 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in cli.COMMANDS:  # aleph-trio call|chat|tail: the terminal client
+        return cli.main(argv)
     args = _parser().parse_args(argv)
     try:
         loaded = load_config(default_config_path(args.config))
