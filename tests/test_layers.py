@@ -60,6 +60,14 @@ def test_every_contract_is_kept() -> None:
         ("store/_sneaky.py", "from ..runs import LIVE\n", "Each layer imports only"),
         # the sans-IO protocol touching trio
         ("protocol/_sneaky.py", "import trio\n", "protocol is sans-IO"),
+        # the terminal client loading server code
+        (
+            "cli/_sneaky.py",
+            "from ..kernel import ServerConfig\n",
+            "The terminal client needs only the client and the protocol",
+        ),
+        # the server depending on the terminal client
+        ("server/_sneaky.py", "from ..cli import COMMANDS\n", "Each layer imports only"),
         # a package reaching into another's private module
         (
             "runs/_sneaky.py",

@@ -23,6 +23,7 @@ import trio
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.__main__ import main as aleph_main
 from aleph_trio._gateway import default_data_dir
+from aleph_trio.cli._args import parse
 from aleph_trio.cli._chat import session_key_for
 from aleph_trio.cli._connect import CliError
 from aleph_trio.cli._token import (
@@ -70,6 +71,11 @@ def test_token_lookup_order(tmp_path: Path) -> None:
     missing = find_token(None, tmp_path / "elsewhere", {})
     assert missing.value is None
     assert str(tmp_path / "elsewhere" / "token") in missing.source
+
+
+def test_a_token_may_begin_with_a_dash() -> None:
+    assert parse(["call", "health", "--token", "-Ab_c"]).token == "-Ab_c"
+    assert parse(["tail", "--token=-Ab_c", "x.*"]).token == "-Ab_c"
 
 
 def test_chat_session_keys() -> None:
@@ -196,6 +202,15 @@ async def test_a_missing_or_wrong_token_exits_2_with_one_line(url: str, tmp_path
         assert result.stdout == b""
         assert stderr.count("\n") == 1 and stderr.startswith("aleph-trio: "), stderr
         assert message in stderr
+
+
+async def serve_until(
+    gateway: Gateway, port: int = 0, *, task_status: trio.TaskStatus[tuple[int, trio.CancelScope]]
+) -> None:
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            bound = await nursery.start(gateway.serve, "127.0.0.1", port)
+            task_status.started((bound, scope))
 
 
 # -- chat ---------------------------------------------------------------------------------------
@@ -330,6 +345,29 @@ async def test_chat_prompt_is_withdrawn_when_answered_elsewhere_and_ctrl_c_stops
     assert quiet(term.output), term.output
 
 
+async def test_chat_finishes_an_answer_across_a_dropped_connection(gateway: Gateway) -> None:
+    """The listener goes away while an answer streams and comes back on the same port: the
+    chat reconnects, and the rest of the answer (from ``stream.end``) is shown."""
+    async with trio.open_nursery() as nursery:
+        port, scope = await nursery.start(serve_until, gateway)
+        url = f"ws://127.0.0.1:{port}/"
+        with trio.fail_after(DEADLINE):
+            async with open_terminal(chat_args(url, gateway)) as term:
+                await term.expect("> ")
+                await term.type("long answer\n")  # about 20 words a second
+                await term.expect("word2 ")
+                scope.cancel()
+                await term.expect("[connection lost; reconnecting]")
+                _, scope = await nursery.start(serve_until, gateway, port)
+                await term.expect("[reconnected]")
+                await term.expect("word120\n> ")
+                await term.type("\x04")
+                assert await term.wait() == 0
+        scope.cancel()
+    words = re.findall(r"word\d+", term.output)
+    assert words == [f"word{i}" for i in range(1, 121)]  # each once, in order
+
+
 async def test_chat_writes_json_lines_when_piped(url: str, gateway: Gateway) -> None:
     with trio.fail_after(DEADLINE):
         result = await trio.run_process(
@@ -391,15 +429,6 @@ async def test_tail_writes_json_lines_when_piped(url: str, gateway: Gateway) -> 
             if process.returncode is None:
                 process.kill()
             await process.wait()
-
-
-async def serve_until(
-    gateway: Gateway, port: int = 0, *, task_status: trio.TaskStatus[tuple[int, trio.CancelScope]]
-) -> None:
-    with trio.CancelScope() as scope:
-        async with trio.open_nursery() as nursery:
-            bound = await nursery.start(gateway.serve, "127.0.0.1", port)
-            task_status.started((bound, scope))
 
 
 async def test_tail_follows_events_and_logs_across_a_gateway_restart(tmp_path: Path) -> None:

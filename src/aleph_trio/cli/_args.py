@@ -88,4 +88,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """The parsed arguments; a usage error exits with code 2 (argparse's own)."""
-    return _parser().parse_args(argv)
+    return _parser().parse_args(_join_token(argv))
+
+
+def _join_token(argv: list[str]) -> list[str]:
+    """``--token -x…`` as ``--token=-x…``: generated tokens may begin with ``-``, which
+    argparse would take for an option."""
+    joined: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg == "--token":
+            value = next(args, None)
+            joined.append(arg if value is None else f"--token={value}")
+        else:
+            joined.append(arg)
+    return joined

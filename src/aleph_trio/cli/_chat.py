@@ -26,7 +26,7 @@ import trio
 from ..client import Client, ClientEvent, ConnectionLost
 from ..protocol import AlephError, PermissionDenied
 from ._chat_view import ChatView, chat_view, question_text
-from ._connect import CliError
+from ._connect import CliError, report_reconnects
 from ._input import LineReader
 from ._interrupt import EXIT_INTERRUPTED, Interrupt
 from ._output import Output
@@ -74,8 +74,12 @@ async def chat(
     conversation = Conversation(client, chat_view(out), lines, key)
     await conversation.prepare(agent, resumed=session is not None)
     with interrupt.scope() as scope:
-        await conversation.converse()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(report_reconnects, client, conversation.view.note)
+            await conversation.converse()
+            nursery.cancel_scope.cancel()
     if scope.cancelled_caught:
+        conversation.view.interrupted()
         await conversation.abort()  # do not leave a run waiting for answers nobody will give
         return EXIT_INTERRUPTED
     conversation.view.goodbye(key)

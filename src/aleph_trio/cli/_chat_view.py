@@ -31,6 +31,7 @@ class ChatView(Protocol):
     def note(self, text: str) -> None: ...
     def approval_prompt(self, data: dict[str, Any]) -> str: ...
     def goodbye(self, session_key: str) -> None: ...
+    def interrupted(self) -> None: ...
 
 
 def question_text(data: dict[str, Any]) -> str:
@@ -76,6 +77,7 @@ class TerminalView:
         self._block("type a message; Ctrl-D quits")
 
     def prompt(self, text: str) -> None:
+        self._plain()
         if not self._column0:
             self._write("\n")
         self._write(text)
@@ -102,6 +104,11 @@ class TerminalView:
 
     def goodbye(self, session_key: str) -> None:
         self._block(f"session {session_key}  (continue: {resume_hint(session_key)})")
+
+    def interrupted(self) -> None:
+        self._plain()
+        if not self._column0:
+            self._write("\n")  # the shell's prompt starts on a line of its own
 
     def event(self, event: ClientEvent) -> None:
         data = event.data
@@ -202,6 +209,9 @@ class JsonView:
         return f"run {data.get('command')!r} in {data.get('cwd')}? {APPROVAL_QUESTION}"
 
     def goodbye(self, session_key: str) -> None:
+        pass
+
+    def interrupted(self) -> None:
         pass
 
 

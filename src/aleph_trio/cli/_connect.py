@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from ..client import Client, open_client
+from ..client import Client, ConnectionLost, open_client
 from ..protocol import AlephError, AuthFailed, AuthRequired, RateLimited
 from ._token import Token
 
@@ -108,3 +108,23 @@ async def connect(target: Target, *, command: str, reconnect: bool) -> AsyncIter
 
 
 LOST = "the connection to the gateway was lost"
+
+
+async def report_reconnects(
+    client: Client,
+    say: Callable[[str], None],
+    again: Callable[[Client], Awaitable[None]] | None = None,
+) -> None:
+    """Say when the connection drops and when it is back (the client has authenticated and
+    resubscribed by then); ``again`` redoes what a new connection does not inherit."""
+    while True:
+        await client.wait_disconnected()
+        say("connection lost; reconnecting")
+        while True:
+            try:
+                # The call waits until the client has resumed on a new connection.
+                await (again(client) if again is not None else client.call("health"))
+            except ConnectionLost:
+                continue
+            break
+        say("reconnected")

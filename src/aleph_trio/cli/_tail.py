@@ -3,7 +3,7 @@
 The client reconnects by itself and resubscribes from the last ``seq`` it saw, so nothing is
 missed or shown twice across a dropped connection; a gateway restart is announced by its
 ``client.resync`` event. Following the log is a property of a connection, so it is asked for
-again on every new one.
+again on every new one (log entries written while disconnected are not replayed).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import trio
 
-from ..client import Client, ClientEvent, ConnectionLost
-from ._connect import Target, client_id
+from ..client import Client, ClientEvent
+from ._connect import Target, report_reconnects
 from ._output import Output
 
 __all__ = ["tail"]
@@ -32,7 +32,8 @@ async def tail(
     shown = " ".join(patterns or ["**"]) + (" and the log" if logs else "")
     out.note(f"following {shown} at {target.url}; Ctrl-C stops")
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(_follow_reconnects, client, out, logs, target)
+        again = _follow_log_again if logs else None
+        nursery.start_soon(report_reconnects, client, out.note, again)
         async for event in client.events():
             out.event(event)
     return 0
@@ -42,22 +43,5 @@ def _log_event(entry: dict[str, Any]) -> ClientEvent:
     return ClientEvent("logs.entry", None, entry.get("ts"), entry)
 
 
-async def _follow_reconnects(client: Client, out: Output, logs: bool, target: Target) -> None:
-    """Tell the person when the connection drops and comes back; follow the log again."""
-    while True:
-        await client.wait_disconnected()
-        out.note("connection lost; reconnecting")
-        while True:
-            try:
-                # Authenticate here too: this connection's next request may otherwise overtake
-                # the client's own re-authentication.
-                if target.token.value is not None:
-                    await client.authenticate(target.token.value, client_id("tail"))
-                if logs:
-                    await client.call("logs.tail", {"lines": 0, "follow": True})
-                else:
-                    await client.call("health")
-            except ConnectionLost:
-                continue
-            break
-        out.note("reconnected")
+async def _follow_log_again(client: Client) -> None:
+    await client.call("logs.tail", {"lines": 0, "follow": True})
