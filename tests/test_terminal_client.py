@@ -173,19 +173,23 @@ def test_usage_and_connection_problems_exit_2_with_one_line(
     assert message in err
 
 
-async def test_a_missing_or_wrong_token_exits_2_with_one_line(url: str, tmp_path: Path) -> None:
+async def test_refusals_by_the_gateway_exit_2_with_one_line(
+    url: str, gateway: Gateway, tmp_path: Path
+) -> None:
     cases = {
-        "refused the token from --token": ["--token", "wrong"],
+        "refused the token from --token": ["call", "health", "--token", "wrong"],
         f"needs a token: no --token, no $ALEPH_TRIO_TOKEN and no token in {tmp_path}": [
-            "--data-dir",
-            str(tmp_path),
+            *["call", "health", "--data-dir", str(tmp_path)]
+        ],
+        "no agent 'nosuch' on this gateway (agents: main)": [
+            *["chat", "--agent", "nosuch", "--token", gateway.owner_token]
         ],
     }
     results: dict[str, subprocess.CompletedProcess[bytes]] = {}
 
     async def run(message: str, args: list[str]) -> None:
         results[message] = await trio.run_process(
-            [*CLIENT, "call", "health", "--url", url, *args],
+            [*CLIENT, *args, "--url", url],
             capture_stdout=True,
             capture_stderr=True,
             check=False,

@@ -285,8 +285,10 @@ class Conversation:
             if typed and typed[0] is not None:
                 self.lines.unread(typed[0])
             return stopped[0]
-        if self.lines.interactive:
+        if typed[0] is None:
+            pass  # end of input: nothing was echoed
+        elif self.lines.interactive:
             self.view.answered()
-        elif typed[0] is not None:
+        else:
             self.view.typed(prompt, typed[0])
         return typed[0]

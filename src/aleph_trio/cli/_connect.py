@@ -21,6 +21,7 @@ __all__ = [
     "connect",
     "leaves",
     "refused",
+    "report_reconnects",
 ]
 
 EXIT_ERROR = 1  # the gateway answered with a JSON-RPC error
