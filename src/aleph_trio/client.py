@@ -9,7 +9,8 @@
             print(event.topic, event.data)
 
 With ``reconnect=True`` a dropped connection is re-established with backoff; the client
-authenticates again and re-subscribes with ``since_seq`` so no event is lost or doubled. If the
+authenticates again and re-subscribes with ``since_seq`` so no event is lost or doubled, and
+calls made meanwhile wait until it has. If the
 gateway restarted (new ``boot_id``) or events were lost from its buffer, a synthetic event with
 topic ``client.resync`` tells the application to reload its state.
 """
@@ -177,9 +178,7 @@ class Client:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self._ws.aclose()
 
-    async def _serve(
-        self, ws: trio_websocket.WebSocketConnection, *, resume: bool = False
-    ) -> None:
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, *, resume: bool = False) -> None:
         """Read one connection until it closes; then fail the calls still waiting on it.
 
         With ``resume``, the application's calls wait until :meth:`_resume` is done."""
@@ -378,12 +377,13 @@ async def _resume_quietly(client: Client) -> None:
     """Authenticate and resubscribe on a new connection, then let the application's calls go
     (also when that failed while the connection stayed: they get the gateway's answer)."""
     ws = client._ws
-    client._resuming = trio.lowlevel.current_task()
+    me = client._resuming = trio.lowlevel.current_task()
     try:
         await client._resume()
     except (ConnectionLost, AlephError):
         pass  # a lost connection: the next reconnect tries again
     finally:
-        client._resuming = None
+        if client._resuming is me:
+            client._resuming = None
         if ws is not None and client._ws is ws:
             client._ready.set()
