@@ -10,16 +10,11 @@ __all__ = ["COMMANDS", "parse"]
 
 COMMANDS = frozenset({"call", "chat", "tail"})
 
-_CONNECTION_HELP = f"""\
-connection:
-  The gateway is --url (default {DEFAULT_URL}). The token is --token, else ${TOKEN_ENV},
-  else the token file in --data-dir (default {default_data_dir()}).
-
-output:
-  Readable on a terminal; JSON lines when stdout is not a terminal.
-  Exit codes: 0 ok, 1 the gateway answered with an error, 2 bad arguments or no gateway,
-  130 interrupted (Ctrl-C).
-"""
+FOOTER = (
+    "Output is readable on a terminal and JSON lines when stdout is not one. Exit codes: 0 ok, "
+    "1 the gateway answered with an error, 2 bad arguments, no gateway or no (valid) token, "
+    "130 interrupted (Ctrl-C)."
+)
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="aleph-trio",
         description="Talk to a running aleph_trio gateway. Without a command, "
         "`aleph-trio` starts the gateway itself (see `aleph-trio --help`).",
-        epilog=_CONNECTION_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=FOOTER,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -50,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
         help="call one method and print its result as JSON",
         description="Call METHOD with the JSON object PARAMS and print the result as JSON. "
         "A JSON-RPC error goes to stderr (code, message, data) and the exit code is 1.",
-        epilog='example: aleph-trio call memory.search \'{"query": "office"}\'',
+        epilog=f"""Example: aleph-trio call memory.search '{{"query": "office"}}'. {FOOTER}""",
     )
     call.add_argument("method", metavar="METHOD", help="e.g. health, session.list, commands.list")
     call.add_argument("params", metavar="PARAMS", nargs="?", help="a JSON object (default: none)")
@@ -64,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
         "always, deny) and its questions are answered inline. Each chat has its own session "
         "(agent:<agent>:cli-<random>) unless --session names one to continue. Ctrl-D quits; "
         "Ctrl-C stops the answer being written and quits.",
+        epilog=FOOTER,
     )
     chat.add_argument("--session", metavar="KEY", help="continue this session (agent:<id>:<name>)")
     chat.add_argument("--agent", metavar="ID", help="the agent to talk to (default: main)")
@@ -74,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         help="follow events (and with --logs the gateway's log)",
         description="Print events as they are published, until Ctrl-C. Survives a dropped "
         "connection or a gateway restart: it reconnects and resumes after the last event seen.",
+        epilog=FOOTER,
     )
     tail.add_argument(
         "patterns",
