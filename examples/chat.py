@@ -3,6 +3,9 @@
 Each line you type is sent with ``chat.send``; the answer is printed as it streams. Questions the
 agent asks (``ask_user``) are shown and your next line answers them. Ctrl-D quits. Without a
 token argument it uses $ALEPH_TRIO_TOKEN, then the token file in the default data dir.
+
+This is the smallest chat client; ``aleph-trio chat`` is the one to use: it also answers exec
+approvals inline and gives each chat a session of its own.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ def find_token() -> str:
 
 async def read_line(prompt: str) -> str | None:
     print(prompt, end="", flush=True)
-    line = await trio.to_thread.run_sync(sys.stdin.readline)
+    # abandon_on_cancel: Ctrl-C must not wait for the line being typed
+    line = await trio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
     return line.rstrip("\n") if line else None
 
 
@@ -74,4 +78,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    try:
+        trio.run(main)
+    except* KeyboardInterrupt:  # Ctrl-C: Trio delivers it inside exception groups
+        sys.exit(130)

@@ -36,4 +36,7 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    trio.run(main)
+    try:
+        trio.run(main)
+    except* KeyboardInterrupt:  # Ctrl-C: Trio delivers it inside exception groups
+        sys.exit(130)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_client, open_gateway
 from aleph_trio.protocol import AlephError, InvalidParams, MethodNotFound
@@ -122,3 +123,30 @@ async def test_reconnect_after_restart_signals_resync(tmp_path: Path) -> None:
                     second.bus.publish("feed.item", {"n": 1})
                     assert (await client.next_event()).data == {"n": 1}
                     scope2.cancel()
+
+
+async def test_calls_made_while_reconnecting_wait_for_authentication(data_dir: Path) -> None:
+    """A call made while the connection is down goes out once the client has authenticated
+    again, not before (the gateway would answer it -32000)."""
+    async with open_gateway(Config(), data_dir=data_dir) as gateway, trio.open_nursery() as nursery:
+        port, scope = await nursery.start(serve_until, gateway)
+        with trio.fail_after(20):
+            async with open_client(
+                f"ws://127.0.0.1:{port}/", token=gateway.owner_token, reconnect=True
+            ) as client:
+                await client.subscribe(["feed.*"])
+                scope.cancel()
+                await client.wait_disconnected()
+                results: list[object] = []
+
+                async def call_while_down() -> None:
+                    results.append(await client.call("logs.tail", {"lines": 0, "follow": True}))
+
+                async with trio.open_nursery() as callers:
+                    callers.start_soon(call_while_down)
+                    await trio.testing.wait_all_tasks_blocked()
+                    _, scope = await nursery.start(serve_until, gateway, port)
+                assert results == [{"entries": []}]
+                gateway.bus.publish("feed.item", {"n": 1})  # resubscribed as well
+                assert (await client.next_event()).data == {"n": 1}
+        scope.cancel()

@@ -19,6 +19,7 @@ from pathlib import Path
 import attrs
 import trio
 
+from . import cli
 from ._gateway import Gateway, default_data_dir, open_gateway
 from ._version import __version__
 from .auth import owner_token
@@ -91,6 +92,9 @@ def _say(text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in cli.COMMANDS:  # aleph-trio call|chat|tail: the terminal client
+        return cli.main(argv)
     args = _parser().parse_args(argv)
     try:
         loaded = load_config(default_config_path(args.config))

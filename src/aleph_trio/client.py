@@ -9,7 +9,8 @@
             print(event.topic, event.data)
 
 With ``reconnect=True`` a dropped connection is re-established with backoff; the client
-authenticates again and re-subscribes with ``since_seq`` so no event is lost or doubled. If the
+authenticates again and re-subscribes with ``since_seq`` so no event is lost or doubled, and
+calls made meanwhile wait until it has. If the
 gateway restarted (new ``boot_id``) or events were lost from its buffer, a synthetic event with
 topic ``client.resync`` tells the application to reload its state.
 """
@@ -17,6 +18,7 @@ topic ``client.resync`` tells the application to reload its state.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import ssl
@@ -59,6 +61,10 @@ class Client:
         self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
         self._events_send, self._events_recv = trio.open_memory_channel[ClientEvent](event_buffer)
         self._connected = trio.Event()
+        #: Set once the current connection may carry the application's calls: at once for a
+        #: first connection, after authenticating and resubscribing for a reconnection.
+        self._ready = trio.Event()
+        self._resuming: trio.lowlevel.Task | None = None
         self.boot_id: str | None = None
         self.last_seq: int | None = None
         self.patterns: list[str] = []
@@ -75,9 +81,7 @@ class Client:
     ) -> Any:
         """Call ``method`` and return its result; an error answer raises :class:`AlephError`."""
         with trio.fail_after(timeout):
-            await self._connected.wait()
-            ws = self._ws
-            assert ws is not None
+            ws = await self._usable_socket()
             request_id = next(self._ids)
             send, recv = trio.open_memory_channel[dict[str, Any]](1)
             self._pending[request_id] = send
@@ -100,6 +104,20 @@ class Client:
         if "error" in reply:
             raise error_from_object(reply["error"])
         return reply.get("result")
+
+    async def _usable_socket(self) -> trio_websocket.WebSocketConnection:
+        """The socket a call may use: once resumed, except for the resumption's own calls."""
+        while True:
+            if trio.lowlevel.current_task() is self._resuming:
+                await self._connected.wait()
+            else:
+                ready = self._ready
+                await ready.wait()
+                if ready is not self._ready:  # that connection went away meanwhile
+                    continue
+            if self._ws is not None:
+                return self._ws
+            await trio.lowlevel.checkpoint()
 
     async def notify(self, method: str, params: dict[str, Any] | None = None) -> None:
         """Send a notification (no answer will come)."""
@@ -160,11 +178,15 @@ class Client:
             with trio.CancelScope(shield=True), trio.move_on_after(1):
                 await self._ws.aclose()
 
-    async def _serve(self, ws: trio_websocket.WebSocketConnection) -> None:
-        """Read one connection until it closes; then fail the calls still waiting on it."""
+    async def _serve(self, ws: trio_websocket.WebSocketConnection, *, resume: bool = False) -> None:
+        """Read one connection until it closes; then fail the calls still waiting on it.
+
+        With ``resume``, the application's calls wait until :meth:`_resume` is done."""
         self._ws = ws
         self._disconnected = trio.Event()
         self._connected.set()
+        if not resume:
+            self._ready.set()
         try:
             while True:
                 try:
@@ -174,6 +196,7 @@ class Client:
                 await self._dispatch(_decoder.decode(text))
         finally:
             self._connected = trio.Event()
+            self._ready = trio.Event()
             self._disconnected.set()
             self._ws = None
             for send in list(self._pending.values()):
@@ -228,6 +251,7 @@ async def _serve_stream(
     host: str,
     resource: str,
     *,
+    resume: bool = False,
     task_status: trio.TaskStatus[None],
 ) -> None:
     """Run one WebSocket on ``stream`` for ``client`` until it closes; always closes the stream.
@@ -246,7 +270,7 @@ async def _serve_stream(
             )
             task_status.started()
             try:
-                await client._serve(ws)
+                await client._serve(ws, resume=resume)
             finally:
                 # Let the reader see the close handshake through (it ends at EOF), within reason.
                 nursery.cancel_scope.deadline = min(
@@ -319,7 +343,11 @@ async def open_client(
                 backoff = min(backoff * 2, max_backoff_s)
                 try:
                     stream = await open_stream()
-                    await nursery.start(_serve_stream, client, stream, host, resource)
+                    await nursery.start(
+                        functools.partial(
+                            _serve_stream, client, stream, host, resource, resume=True
+                        )
+                    )
                 except (OSError, trio_websocket.HandshakeError):
                     continue
                 break
@@ -346,7 +374,16 @@ async def open_client(
 
 
 async def _resume_quietly(client: Client) -> None:
+    """Authenticate and resubscribe on a new connection, then let the application's calls go
+    (also when that failed while the connection stayed: they get the gateway's answer)."""
+    ws = client._ws
+    me = client._resuming = trio.lowlevel.current_task()
     try:
         await client._resume()
     except (ConnectionLost, AlephError):
-        pass  # the next reconnect tries again
+        pass  # a lost connection: the next reconnect tries again
+    finally:
+        if client._resuming is me:
+            client._resuming = None
+        if ws is not None and client._ws is ws:
+            client._ready.set()
