@@ -45,6 +45,11 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m aleph_trio",
         description="Run the aleph_trio gateway (JSON-RPC 2.0 over WebSocket).",
+        epilog=(
+            "The same command is also the terminal client: 'aleph-trio chat' talks to a running "
+            "gateway (answering approvals inline), 'aleph-trio call METHOD [JSON]' calls one "
+            "method, 'aleph-trio tail [PATTERN...]' follows events. See 'aleph-trio chat --help'."
+        ),
     )
     p.add_argument("--host", help="address to bind (default: server.host, 127.0.0.1)")
     p.add_argument(
