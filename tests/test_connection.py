@@ -352,9 +352,7 @@ async def test_slow_consumer_closed_1008_never_dropped(open_raw: OpenRaw, gatewa
 @pytest.mark.parametrize(
     "config", [Config(server=ServerConfig(send_queue=1024, send_queue_bytes=64 * 1024))]
 )
-async def test_the_send_queue_is_bounded_by_bytes_too(
-    open_raw: OpenRaw, gateway: Gateway
-) -> None:
+async def test_the_send_queue_is_bounded_by_bytes_too(open_raw: OpenRaw, gateway: Gateway) -> None:
     """Large events fill the queue's bytes long before its frame count: the consumer that does
     not read is closed as slow (1008) with a prefix delivered, instead of the gateway holding
     every frame."""
@@ -365,10 +363,14 @@ async def test_the_send_queue_is_bounded_by_bytes_too(
         gateway.bus.publish("flood.x", {"i": i, "pad": pad})
         await trio.lowlevel.checkpoint()
     seen: list[int] = []
-    with pytest.raises(Closed) as closed:
+
+    async def read_until_closed() -> None:
         while True:
             doc = await raw.receive_json()
             seen.append(doc["params"]["data"]["i"])
+
+    with pytest.raises(Closed) as closed:
+        await read_until_closed()
     assert closed.value.code == 1008
     assert seen == list(range(len(seen)))
     assert len(seen) < 20  # what was queued (64 KiB) plus the frames being written

@@ -278,7 +278,7 @@ async def test_a_resume_across_events_evicted_by_bytes_reports_the_gap() -> None
     assert oldest is not None and oldest > 1
 
     async def resume(since_seq: int) -> tuple[bool, list[int]]:
-        got, _ = collector(bus)
+        collector(bus)
         sent: list[int] = []
 
         async def send(event: Event) -> None:

@@ -59,9 +59,7 @@ class Outbound:
 
     def _has_room(self, size: int) -> bool:
         frames = self._frames
-        return not frames or (
-            len(frames) < self.capacity and self._bytes + size <= self.max_bytes
-        )
+        return not frames or (len(frames) < self.capacity and self._bytes + size <= self.max_bytes)
 
     def _append(self, frame: bytes) -> None:
         self._frames.append(frame)
