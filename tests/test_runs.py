@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +14,16 @@ from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.kernel import AgentConfig, RunsConfig, ServerConfig
 from aleph_trio.protocol import AlephError
 from aleph_trio.runs import RunStatistics
-from runhelp import TERMINAL, assert_quiet, chunks, run_events, start, topics, wait_event
+from runhelp import (
+    TERMINAL,
+    assert_quiet,
+    chunks,
+    event_data,
+    run_events,
+    start,
+    topics,
+    wait_event,
+)
 
 
 @contextlib.asynccontextmanager
@@ -350,7 +358,7 @@ async def test_stopping_the_gateway_ends_every_run(data_dir: Path) -> None:
         (waiting, "agent.cancelled"),
         (queued, "agent.cancelled"),
     }
-    reasons = [json.loads(e.encoded)["params"]["data"]["reason"] for e in ends]
+    reasons = [event_data(e)["reason"] for e in ends]
     assert reasons == ["gateway shutting down"] * 2
     async with gateway_with(Config(), data_dir) as (_, client):
         for run_id in (waiting, queued):
