@@ -10,14 +10,16 @@ Two gateways run side by side, each ``python -m aleph_trio`` on its own data dir
 this checkout's ``src/``, the other from the ``src/`` of ``--baseline-ref`` (a ``git archive``;
 by default the last commit before prompts read only what fits). Before a gateway starts, its data
 directory is filled through that side's own store (``open_sqlite_store`` and the store's own
-append, many appends a transaction): for the 10- and 1,000-message cases one session per run,
-for the 100,000-message case one session all runs share (each run adds two messages to it).
+append, many appends a transaction): for the 10-message case one session per run, for the
+1,000- and 100,000-message cases one session each that all their runs share (each run adds two
+messages, so both long sessions change alike).
 The history is a conversation of fixed seed: user messages of 20-400 characters, answers of
 100-1,200, and every fifth exchange a tool call whose result has 2-8 kB, about 160 tokens a
 message on average.
 
-Each run is ``agent.run {message: "echo: ok", session_key, model: "builtin/offline"}`` over one
-authenticated connection, one at a time, its events read until the terminal one. The built-in
+Each run is ``agent.run {message: "echo: <400 characters>", session_key, model:
+"builtin/offline"}`` over one authenticated connection, one at a time, its events read until the
+terminal one; the model answers with the same 400 characters (one word, so one event). The built-in
 model has a 32,768-token window (4,096 kept for its answer), so a full prompt holds roughly the
 newest 170 of these messages. Automatic compaction is off (``sessions.compact_at_tokens`` very
 high): it would rewrite the long histories after the first run. The gateway's CPU time
@@ -59,6 +61,10 @@ MODEL = "builtin/offline"
 #: The last commit before a prompt read only the newest messages that fit.
 DEFAULT_BASELINE = "9f0af02"
 TERMINAL = ("agent.completed", "agent.error", "agent.cancelled")
+#: What each run asks: the built-in model answers with the same 400 characters, so the two
+#: messages a run adds are like the history's own. One word: the model streams words at a fixed
+#: pace, and one word is one batch, so the run's own streaming stays small beside the prompt.
+MESSAGE = "echo: " + ("budget-review-" * 29)[:400]
 WORDS = (
     "the a of to and in is it that for on with as this be at by from or an are was not have "
     "meeting invoice deploy server budget report schedule customer ticket release database "
@@ -68,8 +74,9 @@ WORDS = (
 
 
 def session_key(size: int, run: int) -> str:
-    """Where run ``run`` of the ``size`` case goes (the 100,000 case shares one session)."""
-    return "agent:main:h100000" if size == 100_000 else f"agent:main:h{size}-{run}"
+    """Where run ``run`` of the ``size`` case goes: the 10-message case gets a session per run,
+    the longer ones one session each that all their runs share."""
+    return f"agent:main:h10-{run}" if size == 10 else f"agent:main:h{size}"
 
 
 def conversation(count: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -108,8 +115,7 @@ def populate(data_dir: Path, runs: int) -> None:
 
     rng = random.Random(20)
     plan = [(session_key(10, r), 10) for r in range(runs)]
-    plan += [(session_key(1_000, r), 1_000) for r in range(runs)]
-    plan += [(session_key(100_000, 0), 100_000)]
+    plan += [(session_key(1_000, 0), 1_000), (session_key(100_000, 0), 100_000)]
 
     data_dir.mkdir(parents=True, exist_ok=True)
 
@@ -176,7 +182,7 @@ class Side:
     def one_run(self, key: str) -> None:
         assert self.client is not None
         self.rid += 1
-        params = {"message": "echo: ok", "model": MODEL, "session_key": key}
+        params = {"message": MESSAGE, "model": MODEL, "session_key": key}
         self.client.send(request(self.rid, "agent.run", params))
         while True:
             doc = decode(self.client.recv())
