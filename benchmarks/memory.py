@@ -75,6 +75,7 @@ class Side:
         self.elapsed_s = 0.0
         self.cpu_s = 0.0
         self.bounded = False
+        self.events = 0
 
     def start(self) -> None:
         self.server.start()
@@ -129,6 +130,13 @@ class Side:
         self.completed += 1
         self.text_bytes += streamed
 
+    def note_events(self) -> None:
+        """How many events the gateway has published (its head ``seq``)."""
+        if self.client is None:
+            self.client = self.server.connect()
+        reply = self.client.call(3, "events.subscribe", {"patterns": ["bench.none"]})
+        self.events = int(reply["seq"])
+
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
@@ -153,6 +161,7 @@ class Side:
             "text_mb": self.text_bytes / 1e6,
             "elapsed_s": self.elapsed_s,
             "gateway_cpu_ms_per_run": 1000 * self.cpu_s / max(1, self.runs),
+            "events_per_run": self.events / max(1, self.runs),
         }
 
 
@@ -210,6 +219,8 @@ def build_rows(after: dict[str, Any], before: dict[str, Any], other: float) -> l
                  "= 100%", after["completed_pct"] == 100),
         make_row("   gateway CPU per run", "ms", after["gateway_cpu_ms_per_run"],
                  before["gateway_cpu_ms_per_run"]),
+        make_row("   events published per run", "events", after["events_per_run"],
+                 before["events_per_run"]),
     ]  # fmt: skip
 
 
@@ -272,6 +283,8 @@ def main() -> int:
                         side.block(runs, args.chunks, args.chunk_bytes)
                     say(f"{after.runs} runs: before {before.samples[-1][1] / 1024:.0f} MiB, "
                         f"after {after.samples[-1][1] / 1024:.0f} MiB")  # fmt: skip
+            for side in sides:
+                side.note_events()
         finally:
             for side in sides:
                 side.stop()
