@@ -1,13 +1,15 @@
 """The event bus (PROTOCOL §6): one gateway-wide ``seq``, a replay ring, per-subscriber delivery.
 
 Services call :meth:`EventBus.publish`; it is synchronous, so an event is numbered, stored and
-offered to every subscriber in one step and no subscriber can see events out of order. The ring
-keeps the newest events within two bounds, a count and the bytes of their encoded frames; only
-those bytes are kept of an event, not the data it was made from. The bus
+offered to every subscriber in one step and no subscriber can see events out of order. The bus
 knows nothing about sockets: a :class:`Subscriber` is handed a ``deliver`` callback that must not
 block and answers ``False`` when the subscriber's bounded queue is full. Such a subscriber is
 removed and told through ``on_overflow`` (the connection closes as a slow consumer and the client
 resumes by ``since_seq``); events are never dropped silently.
+
+The ring keeps the newest events within two bounds, ``events.replay_buffer`` events and
+``events.replay_buffer_bytes`` bytes of their encoded frames. Of an event only the frame is
+kept, not the data it was made from, so the bytes counted are the bytes held.
 """
 
 from __future__ import annotations
