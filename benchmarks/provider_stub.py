@@ -11,6 +11,7 @@ object (anything else streams 20 chunks as fast as it can)::
     {"chunks": 200, "interval_ms": 5,          # paced: chunk k is due at t0_ns + k * 5 ms
      "t0_ns": <CLOCK_MONOTONIC ns>}            #   (default t0: when the request was read)
     {..., "shape": "minimal"}                  # chunks without OpenAI's other fields
+    {"chunks": 900, "chunk_bytes": 1000}       # unpaced, each chunk's text padded to 1000 bytes
 
 A chunk carries the fields OpenAI sends with every chunk (``id``, ``object``, ``created``,
 ``model``, ``system_fingerprint``, ``logprobs``), about 230 bytes; ``minimal`` ones only what
@@ -78,15 +79,23 @@ def tail_events(chunks: int) -> bytes:
     return b"data: %s\n\ndata: %s\n\ndata: [DONE]\n\n" % (_encode(finish), _encode(usage))
 
 
-_whole: dict[tuple[int, bool], bytes] = {}
+_whole: dict[tuple[int, bool, int], bytes] = {}
 
 
-def whole_answer(chunks: int, minimal: bool = False) -> bytes:
+def chunk_text(k: int, chunk_bytes: int = 0) -> bytes:
+    """Chunk ``k``'s text: ``c<k> ``, or ``c<k>:`` padded with ``x`` to ``chunk_bytes``."""
+    if chunk_bytes <= 0:
+        return b"c%d " % k
+    head = b"c%d:" % k
+    return head + b"x" * (chunk_bytes - len(head))
+
+
+def whole_answer(chunks: int, minimal: bool = False, chunk_bytes: int = 0) -> bytes:
     """The complete unpaced response for ``chunks`` chunks (built once per length and shape)."""
-    body = _whole.get((chunks, minimal))
+    body = _whole.get((chunks, minimal, chunk_bytes))
     if body is None:
-        events = b"".join(chunk_event(b"c%d " % k, minimal) for k in range(chunks))
-        body = _whole[chunks, minimal] = HEAD + events + tail_events(chunks)
+        events = b"".join(chunk_event(chunk_text(k, chunk_bytes), minimal) for k in range(chunks))
+        body = _whole[chunks, minimal, chunk_bytes] = HEAD + events + tail_events(chunks)
     return body
 
 
@@ -195,7 +204,8 @@ class Stub:
         interval_ms = float(spec.get("interval_ms", 0))
         conn.minimal = spec.get("shape") == "minimal"
         if interval_ms <= 0 and chunks >= 0:
-            self.write(conn, whole_answer(chunks, conn.minimal), last=True)
+            answer = whole_answer(chunks, conn.minimal, int(spec.get("chunk_bytes", 0)))
+            self.write(conn, answer, last=True)
             return
         conn.total = chunks
         conn.interval_ns = int(interval_ms * 1e6)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import trio
 
 from aleph_trio import Client
 from aleph_trio.client import ClientEvent
-from aleph_trio.kernel import EventBus
+from aleph_trio.kernel import Event, EventBus
 
 TERMINAL = frozenset({"agent.completed", "agent.error", "agent.cancelled"})
 
@@ -77,3 +78,9 @@ async def start(client: Client, message: str, **params: Any) -> str:
     result = await client.call("agent.run", {"message": message, **params})
     run_id: str = result["run_id"]
     return run_id
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    """The data of an event the bus keeps (it keeps the frame it sent, not the data)."""
+    data: dict[str, Any] = json.loads(event.encoded)["params"]["data"]
+    return data

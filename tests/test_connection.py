@@ -349,6 +349,44 @@ async def test_slow_consumer_closed_1008_never_dropped(open_raw: OpenRaw, gatewa
     assert len(seen) < 50
 
 
+@pytest.mark.parametrize(
+    "config", [Config(server=ServerConfig(send_queue=1024, send_queue_bytes=64 * 1024))]
+)
+async def test_the_send_queue_is_bounded_by_bytes_too(open_raw: OpenRaw, gateway: Gateway) -> None:
+    """Large events fill the queue's bytes long before its frame count: the consumer that does
+    not read is closed as slow (1008) with a prefix delivered, instead of the gateway holding
+    every frame."""
+    raw = await authed(open_raw, gateway, lockstep=True)
+    await raw.call("events.subscribe", {"patterns": ["flood.*"]}, id=2)
+    pad = "x" * 10_000
+    for i in range(50):  # 500 kB, 50 frames: far under 1024 frames, far over 64 KiB
+        gateway.bus.publish("flood.x", {"i": i, "pad": pad})
+        await trio.lowlevel.checkpoint()
+    seen: list[int] = []
+
+    async def read_until_closed() -> None:
+        while True:
+            doc = await raw.receive_json()
+            seen.append(doc["params"]["data"]["i"])
+
+    with pytest.raises(Closed) as closed:
+        await read_until_closed()
+    assert closed.value.code == 1008
+    assert seen == list(range(len(seen)))
+    assert len(seen) < 20  # what was queued (64 KiB) plus the frames being written
+
+
+@pytest.mark.parametrize("config", [Config(server=ServerConfig(send_queue_bytes=64 * 1024))])
+async def test_a_reply_larger_than_the_byte_bound_is_still_sent(
+    open_raw: OpenRaw, gateway: Gateway
+) -> None:
+    raw = await authed(open_raw, gateway)
+    text = "y" * 200_000
+    for i in range(3):
+        reply = await raw.call("echo", {"text": text}, id=10 + i)
+        assert reply["result"]["text"] == text
+
+
 async def test_ping_timeout_closes_1011(
     open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -34,7 +34,7 @@ from aleph_trio.kernel import CronConfig, EventBus, ServerConfig, format_ts
 from aleph_trio.protocol import AlephError, encode_event
 from aleph_trio.providers import ModelCatalog
 from aleph_trio.store import CronJob, CronRun, Run, open_sqlite_store
-from runhelp import wait_event
+from runhelp import event_data, wait_event
 
 UTC = dt.UTC
 #: Virtual seconds any single wait in these tests may take.
@@ -395,7 +395,7 @@ async def test_a_firing_cut_short_by_a_crash_is_failed_at_the_next_start(
         assert await store.save_cron_job(stored, [cut], keep_runs=10)
     async with cron_gateway(data_dir, wall) as (gw, client):
         ended = [e for e in gw.bus._ring if e.topic == "cron.failed"]
-        assert [(e.data["cron_run_id"], e.data["error"]) for e in ended] == [
+        assert [(event_data(e)["cron_run_id"], event_data(e)["error"]) for e in ended] == [
             ("crun_cut", "interrupted by gateway restart")
         ]
         got = await job(client, "job_crashed")
@@ -669,7 +669,7 @@ async def test_stopping_the_gateway_ends_a_firing_as_cancelled(
         job_id = await create(client, "every 1h", prompt="ask me later?")
         triggered = await wait_event(client, "cron.triggered", timeout=LONG)
         bus = gw.bus
-    ends = [dict(e.data) for e in bus._ring if e.topic in ("cron.completed", "cron.failed")]
+    ends = [event_data(e) for e in bus._ring if e.topic in ("cron.completed", "cron.failed")]
     assert [end.pop("duration_ms") >= 0 for end in ends] == [True]
     assert ends == [
         {
@@ -949,7 +949,7 @@ async def test_month_ends_and_a_leap_day_through_the_scheduler(
         )
         await trio.sleep(61 * 86400 + 1)  # to 2028-03-31T00:00:01Z ... and past the last noon
         await trio.sleep(12 * 3600)
-        fired = [(e.data["job_id"], e.data["scheduled_for"])
+        fired = [(event_data(e)["job_id"], event_data(e)["scheduled_for"])
                  for e in gw.bus._ring if e.topic == "cron.triggered"]  # fmt: skip
         ends = [e.topic for e in gw.bus._ring if e.topic.startswith("cron.") and e.topic != (
             "cron.triggered")]  # fmt: skip

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import trio
 import trio.lowlevel
 
-from aleph_trio import Client, Gateway
+from aleph_trio import Client, Gateway, open_gateway
 from aleph_trio.kernel import Event, EventBus, TopicPattern
 from aleph_trio.protocol import AlephError, encode_event
 from runhelp import assert_quiet
@@ -248,3 +250,95 @@ async def test_resizing_the_ring_keeps_the_newest_and_reports_the_gap() -> None:
     outcome = await bus.add_patterns(collector.sub, [TopicPattern("a.*")], since_seq=3, send=send)  # type: ignore[attr-defined]
     assert outcome.gap is True
     assert [e.seq for e in got] == [7, 8, 9, 10]
+
+
+def _padded_events(bus: EventBus, count: int, pad: int) -> list[Event]:
+    return [bus.publish("a.x", {"i": i, "pad": "x" * pad}) for i in range(count)]
+
+
+async def test_the_ring_is_bounded_by_the_bytes_of_its_frames() -> None:
+    bus = EventBus(encode=encode_event, replay_buffer=10_000, replay_buffer_bytes=20_000)
+    published = _padded_events(bus, 50, 1000)
+    stats = bus.statistics()
+    # Each frame is a little over 1,000 bytes: far fewer than 50 fit in 20,000 bytes.
+    assert stats.buffered == 20_000 // len(published[-1].encoded)
+    assert stats.buffered_bytes == sum(len(e.encoded) for e in published[-stats.buffered :])
+    assert stats.buffered_bytes <= 20_000
+    assert stats.oldest_buffered_seq == published[-stats.buffered].seq
+
+
+async def test_a_resume_across_events_evicted_by_bytes_reports_the_gap() -> None:
+    """Events evicted by bytes: a resume from before them reports a gap and starts at the oldest
+    buffered event; a resume from after them replays exactly what followed, with no gap."""
+    bus = EventBus(encode=encode_event, replay_buffer=10_000, replay_buffer_bytes=20_000)
+    published = _padded_events(bus, 50, 1000)
+    oldest = bus.statistics().oldest_buffered_seq
+    assert oldest is not None and oldest > 1
+
+    async def resume(since_seq: int) -> tuple[bool, list[int]]:
+        collector(bus)
+        sent: list[int] = []
+
+        async def send(event: Event) -> None:
+            sent.append(event.seq)
+
+        sub = collector.sub  # type: ignore[attr-defined]
+        outcome = await bus.add_patterns(sub, [TopicPattern("a.*")], since_seq=since_seq, send=send)
+        bus.unsubscribe(sub)
+        assert outcome.replayed == len(sent)
+        return outcome.gap, sent
+
+    assert await resume(oldest - 2) == (True, list(range(oldest, 51)))
+    assert await resume(oldest - 1) == (False, list(range(oldest, 51)))
+    assert await resume(45) == (False, [46, 47, 48, 49, 50])
+    assert published[-1].seq == 50
+
+
+async def test_an_event_larger_than_the_byte_bound_is_delivered_but_not_kept() -> None:
+    bus = EventBus(encode=encode_event, replay_buffer_bytes=10_000)
+    got, overflowed = collector(bus)
+    await bus.add_patterns(collector.sub, [TopicPattern("a.*")])  # type: ignore[attr-defined]
+    bus.publish("a.x", {"small": 1})
+    bus.publish("a.x", {"pad": "x" * 20_000})
+    assert [e.seq for e in got] == [1, 2] and not overflowed
+    assert bus.statistics().buffered == 0 and bus.statistics().buffered_bytes == 0
+    sent: list[Event] = []
+
+    async def send(event: Event) -> None:
+        sent.append(event)
+
+    outcome = await bus.add_patterns(
+        collector.sub,  # type: ignore[attr-defined]
+        [TopicPattern("b.*")],
+        since_seq=1,
+        send=send,
+    )
+    assert outcome.gap is True and sent == []
+
+
+async def test_shrinking_the_byte_bound_evicts_the_oldest() -> None:
+    bus = EventBus(encode=encode_event)
+    published = _padded_events(bus, 20, 1000)
+    bus.resize(10_000, 5_000)
+    stats = bus.statistics()
+    assert stats.buffered == 5_000 // len(published[-1].encoded)
+    assert stats.buffered_bytes <= 5_000
+    assert stats.oldest_buffered_seq == 21 - stats.buffered
+
+
+async def test_a_reload_applies_the_byte_bound(tmp_path: Path, data_dir: Path) -> None:
+    config_file = tmp_path / "gateway.toml"
+    config_file.write_text("[events]\nreplay_buffer_bytes = 1048576\n")
+    async with open_gateway(
+        config_path=config_file, data_dir=data_dir, watch_config=False
+    ) as gateway:
+        assert gateway.bus.replay_buffer_bytes == 1024 * 1024
+        for i in range(40):
+            gateway.bus.publish("a.x", {"i": i, "pad": "x" * 1000})
+        assert gateway.bus.statistics().buffered >= 40
+        config_file.write_text("[events]\nreplay_buffer_bytes = 65536\n")
+        async with gateway.connect() as client:
+            result = await client.call("config.reload")
+        assert result["changed_keys"] == ["events.replay_buffer_bytes"]
+        assert gateway.bus.replay_buffer_bytes == 65536
+        assert gateway.bus.statistics().buffered_bytes <= 65536

@@ -7,7 +7,9 @@ Real processes and real signals throughout; waits are bounded and poll ``/proc``
 
 from __future__ import annotations
 
+import functools
 import os
+import secrets
 import signal
 from pathlib import Path
 
@@ -48,6 +50,17 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+def watchers_of(pid: int) -> list[int]:
+    found = []
+    for child in children_of(pid):
+        try:
+            if b"_watcher.py" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(child)
+        except OSError:
+            continue
+    return found
+
+
 async def wait_until(predicate: object, timeout: float = 10) -> None:
     assert callable(predicate)
     with trio.fail_after(timeout):
@@ -69,10 +82,16 @@ async def start_sleep(server: Server, tmp_path: Path, seconds: str) -> None:
         await wait_until(lambda: processes(f"sleep\0{seconds}".encode()))
 
 
+def unique_seconds() -> str:
+    """A sleep length no other process on the machine uses, to find ours by."""
+    return f"308.{secrets.randbelow(10**9):09d}"
+
+
 async def test_kill_9_of_the_gateway_takes_its_commands(tmp_path: Path) -> None:
-    needle = b"sleep\x00308.25"
+    seconds = unique_seconds()
+    needle = f"sleep\0{seconds}".encode()
     async for server in start_server(tmp_path):
-        await start_sleep(server, tmp_path, "308.25")
+        await start_sleep(server, tmp_path, seconds)
         [sleeper] = processes(needle)
         server.process.send_signal(signal.SIGKILL)
         await wait_until(lambda: not processes(needle))
@@ -82,11 +101,13 @@ async def test_kill_9_of_the_gateway_takes_its_commands(tmp_path: Path) -> None:
 async def test_survivors_are_killed_by_the_next_gateway(tmp_path: Path) -> None:
     """The gateway and its watcher both killed: the command survives until a gateway starts
     on the data dir again, which kills it before it serves."""
-    needle = b"sleep\x00308.75"
+    seconds = unique_seconds()
+    needle = f"sleep\0{seconds}".encode()
     async for server in start_server(tmp_path):
-        await start_sleep(server, tmp_path, "308.75")
-        [watcher] = [pid for pid in children_of(server.process.pid)
-                     if b"_watcher.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]  # fmt: skip
+        await start_sleep(server, tmp_path, seconds)
+        # The command is told to the watcher once it runs: wait for both to be there.
+        await wait_until(functools.partial(watchers_of, server.process.pid))
+        [watcher] = watchers_of(server.process.pid)
         os.kill(watcher, signal.SIGKILL)
         server.process.send_signal(signal.SIGKILL)
         with trio.fail_after(10):

@@ -14,7 +14,16 @@ from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.kernel import AgentConfig, RunsConfig, ServerConfig
 from aleph_trio.protocol import AlephError
 from aleph_trio.runs import RunStatistics
-from runhelp import TERMINAL, assert_quiet, chunks, run_events, start, topics, wait_event
+from runhelp import (
+    TERMINAL,
+    assert_quiet,
+    chunks,
+    event_data,
+    run_events,
+    start,
+    topics,
+    wait_event,
+)
 
 
 @contextlib.asynccontextmanager
@@ -302,6 +311,42 @@ async def test_token_budget_fails_the_run(data_dir: Path) -> None:
         assert (await client.call("agent.status", {"run_id": run_id}))["output"].startswith("1 2")
 
 
+async def test_a_run_whose_text_passes_its_byte_bound_fails_and_keeps_what_it_streamed(
+    data_dir: Path,
+) -> None:
+    config = Config(runs=RunsConfig(max_text_bytes=1024))
+    async with gateway_with(config, data_dir) as (_, client):
+        run_id = await start(client, "count to 1000")  # about 3,900 bytes
+        events = await run_events(client, run_id)
+        assert topics(events)[-2:] == ["stream.end", "agent.error"]
+        assert "runs.max_text_bytes" in events[-1].data["error"]["message"]
+        streamed = chunks(events)
+        assert streamed.startswith("1 2 3") and 0 < len(streamed) <= 1024
+        assert events[-2].data["content"] == streamed
+        status = await client.call("agent.status", {"run_id": run_id})
+        assert status["status"] == "failed" and status["output"] == streamed
+        history = (await client.call("chat.history"))["messages"]
+        assert history[-1]["role"] == "assistant" and history[-1]["content"] == streamed
+
+
+async def test_waiting_input_is_bounded_by_bytes(client: Client) -> None:
+    first = await start(client, "ask me something?")
+    await wait_event(client, "agent.input_requested", run_id=first)
+    queued = await start(client, "echo: later")  # waits behind the first on the session
+    big = "z" * 900_000  # four fit in 4 MiB, a fifth does not
+    for _ in range(4):
+        reply = await client.call("agent.respondToInput", {"run_id": queued, "message": big})
+        assert reply == {"queued": True}
+    with pytest.raises(AlephError) as refused:
+        await client.call("agent.respondToInput", {"run_id": queued, "message": big})
+    assert refused.value.code == -32602 and refused.value.data == {"reason": "limit"}
+    assert "bytes" in refused.value.message
+    reply = await client.call("agent.respondToInput", {"run_id": queued, "message": "small"})
+    assert reply == {"queued": True}
+    await client.call("agent.cancel", {"run_id": queued})
+    await client.call("agent.cancel", {"run_id": first})
+
+
 async def test_stopping_the_gateway_ends_every_run(data_dir: Path) -> None:
     async with gateway_with(Config(), data_dir) as (gw, client):
         waiting = await start(client, "ask me later?")
@@ -313,7 +358,8 @@ async def test_stopping_the_gateway_ends_every_run(data_dir: Path) -> None:
         (waiting, "agent.cancelled"),
         (queued, "agent.cancelled"),
     }
-    assert all(e.data["reason"] == "gateway shutting down" for e in ends)
+    reasons = [event_data(e)["reason"] for e in ends]
+    assert reasons == ["gateway shutting down"] * 2
     async with gateway_with(Config(), data_dir) as (_, client):
         for run_id in (waiting, queued):
             status = await client.call("agent.status", {"run_id": run_id})

@@ -226,3 +226,31 @@ async def test_a_read_cancelled_before_its_thread_started_neither_hangs_nor_runs
                     await store.get_session("agent:main:main")
                 assert scope.cancelled_caught
             assert await store.get_session("agent:main:main") is None
+
+
+async def test_per_run_queries_are_answered_from_indexes(db: Path) -> None:
+    """What every model call and every claimed run asks never scans a whole session or table:
+    the prompt's token sums come from a covering index, its messages and the expired
+    idempotency keys through an index."""
+    from aleph_trio.store._sql_sessions import MESSAGE_COLUMNS, NEWEST_FIRST
+
+    async with open_sqlite_store(db):
+        pass
+    conn = sqlite3.connect(db)
+
+    def plan(sql: str, *args: object) -> str:
+        return " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+
+    assert "USING COVERING INDEX messages_by_session_tokens" in plan(NEWEST_FIRST, KEY, 10, 256)
+    assert "USING COVERING INDEX messages_by_session_tokens" in plan(
+        f"SELECT count(*), sum(tokens), min(id) FROM ({NEWEST_FIRST})", KEY, 10, 256
+    )
+    assert "USING INDEX messages_by_session_tokens" in plan(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_key = ? AND id >= ? ORDER BY id",
+        KEY,
+        5,
+    )
+    assert "USING INDEX idempotency_by_expiry" in plan(
+        "DELETE FROM idempotency WHERE expires_at <= ?", 1.0
+    )
+    conn.close()

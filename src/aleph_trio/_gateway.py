@@ -160,8 +160,8 @@ class Gateway:
 
     def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
         apply_levels(new.logging.level, dict(new.logging.components))
-        if new.events.replay_buffer != old.events.replay_buffer:
-            self.bus.resize(new.events.replay_buffer)
+        if new.events != old.events:
+            self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
         self.failures.limit = new.auth.failures_per_minute
         self.models.configure(new)
         self.runs.fill()
@@ -333,7 +333,12 @@ async def _open_locked(
     root_logger = logging.getLogger(ROOT)
     root_logger.addHandler(ring)
     apply_levels(loaded.config.logging.level, dict(loaded.config.logging.components))
-    bus = EventBus(encode=encode_event, replay_buffer=loaded.config.events.replay_buffer)
+    events = loaded.config.events
+    bus = EventBus(
+        encode=encode_event,
+        replay_buffer=events.replay_buffer,
+        replay_buffer_bytes=events.replay_buffer_bytes,
+    )
     try:
         async with (
             open_sqlite_store(directory / "gateway.db") as store,

@@ -93,8 +93,9 @@ class ProcessGuard:
         gateway."""
         async with self._writing:
             self._groups[pgid] = mark
-            await self._tell(b"+%d\n" % pgid)
+            # Recorded first: once the watcher knows the group, the record does too.
             await trio.to_thread.run_sync(self._write_record, dict(self._groups))
+            await self._tell(b"+%d\n" % pgid)
         try:
             yield
         finally:

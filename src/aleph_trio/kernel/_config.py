@@ -36,6 +36,7 @@ Level = Literal["debug", "info", "warning", "error", "critical"]
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Seconds = Annotated[float, Meta(gt=0, le=86_400)]
 Count = Annotated[int, Meta(ge=1)]
+MiB = 1024 * 1024
 #: An agent id is one segment of a session key (``agent:<agent_id>:<name>``, PROTOCOL §8).
 AgentId = Annotated[
     str,
@@ -72,6 +73,8 @@ class ServerConfig:
     max_message_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
     max_in_flight: Annotated[int, Meta(ge=1, le=10_000)] = 64
     send_queue: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
+    #: Bytes of frames queued per connection; a frame is always let into an empty queue.
+    send_queue_bytes: Annotated[int, Meta(ge=64 * 1024, le=64 * 1024 * MiB)] = 16 * MiB
     ping_interval_s: Seconds = 20.0
     ping_timeout_s: Seconds = 20.0
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 5.0
@@ -92,6 +95,8 @@ class EventsConfig:
     """The event bus (PROTOCOL §6)."""
 
     replay_buffer: Annotated[int, Meta(ge=1, le=10_000_000)] = 10_000
+    #: Bytes of encoded events the replay ring keeps (the oldest leave first).
+    replay_buffer_bytes: Annotated[int, Meta(ge=64 * 1024, le=1024 * 1024 * MiB)] = 64 * MiB
 
 
 @attrs.frozen
@@ -105,6 +110,8 @@ class RunsConfig:
     token_budget: Count = 1_000_000
     #: How often a model call that failed before its first output (429, 5xx, refused) is retried.
     provider_retries: Annotated[int, Meta(ge=0, le=10)] = 2
+    #: Bytes (UTF-8) of answer text one run may stream over all its model calls.
+    max_text_bytes: Annotated[int, Meta(ge=1024, le=1024 * MiB)] = 16 * MiB
 
 
 @attrs.frozen

@@ -6,6 +6,10 @@ knows nothing about sockets: a :class:`Subscriber` is handed a ``deliver`` callb
 block and answers ``False`` when the subscriber's bounded queue is full. Such a subscriber is
 removed and told through ``on_overflow`` (the connection closes as a slow consumer and the client
 resumes by ``since_seq``); events are never dropped silently.
+
+The ring keeps the newest events within two bounds, ``events.replay_buffer`` events and
+``events.replay_buffer_bytes`` bytes of their encoded frames. Of an event only the frame is
+kept, not the data it was made from, so the bytes counted are the bytes held.
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
 
 @attrs.frozen(eq=False)
 class Event:
-    """One published event; ``encoded`` is what the bus's encoder made of it, built once and
-    shared by every subscriber."""
+    """One published event; ``encoded`` is what the bus's encoder made of its data, built once
+    and shared by every subscriber. The data itself is not kept: ``encoded`` is all that is sent,
+    so a buffered event costs the bytes of its frame."""
 
     topic: str
     seq: int
     ts: str
-    data: Mapping[str, Any]
     run_id: str | None
     principal_id: str | None
     encoded: bytes
@@ -104,6 +108,7 @@ class EventBusStatistics:
     seq: int
     subscribers: int
     buffered: int
+    buffered_bytes: int
     oldest_buffered_seq: int | None
     overflows: int
 
@@ -122,11 +127,16 @@ class EventBus:
     #: Turns an event (topic, seq, ts, data) into the bytes every subscriber is sent. The bus
     #: does not know the wire format: the composition root passes the server's encoder.
     encode: EventEncoder = attrs.field(kw_only=True)
+    #: The ring keeps at most this many events (``events.replay_buffer``) ...
     replay_buffer: int = 10_000
+    #: ... and at most this many bytes of encoded events (``events.replay_buffer_bytes``).
+    replay_buffer_bytes: int = 64 * 1024 * 1024
     boot_id: str = attrs.Factory(lambda: uuid.uuid4().hex)
     _seq: int = 0
+    #: The newest seq that left the ring (a replay from before it has a gap).
     _evicted_upto: int = 0
-    _ring: collections.deque[Event] = attrs.field(init=False)
+    _ring: collections.deque[Event] = attrs.Factory(collections.deque)
+    _ring_bytes: int = 0
     _subscribers: dict[int, Subscriber] = attrs.Factory(dict)
     _ids: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
     _overflows: int = 0
@@ -135,21 +145,28 @@ class EventBus:
     #: run id → subscribers that get the run's events without patterns.
     _owners: dict[str, list[Subscriber]] = attrs.Factory(dict)
 
-    def __attrs_post_init__(self) -> None:
-        self._ring = collections.deque(maxlen=max(1, self.replay_buffer))
-
     @property
     def seq(self) -> int:
         """The sequence number of the newest event (0 before the first)."""
         return self._seq
 
-    def resize(self, replay_buffer: int) -> None:
-        """Apply a new ``events.replay_buffer``, keeping the newest events."""
+    def resize(self, replay_buffer: int, replay_buffer_bytes: int | None = None) -> None:
+        """Apply new ``events.replay_buffer`` (and ``replay_buffer_bytes``), keeping the newest
+        events."""
         self.replay_buffer = replay_buffer
-        ring = collections.deque(self._ring, maxlen=max(1, replay_buffer))
-        if len(ring) < len(self._ring):
-            self._evicted_upto = self._ring[len(self._ring) - len(ring) - 1].seq
-        self._ring = ring
+        if replay_buffer_bytes is not None:
+            self.replay_buffer_bytes = replay_buffer_bytes
+        self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest events until the ring is within both bounds. An event larger than
+        the byte bound on its own is delivered live but never kept."""
+        ring = self._ring
+        count, size = max(1, self.replay_buffer), self.replay_buffer_bytes
+        while ring and (len(ring) > count or self._ring_bytes > size):
+            old = ring.popleft()
+            self._ring_bytes -= len(old.encoded)
+            self._evicted_upto = old.seq
 
     def publish(
         self,
@@ -163,10 +180,11 @@ class EventBus:
         self._seq += 1
         seq = self._seq
         ts = now_ts()
-        event = Event(topic, seq, ts, data, run_id, principal_id, self.encode(topic, seq, ts, data))
-        if len(self._ring) == self._ring.maxlen:
-            self._evicted_upto = self._ring[0].seq
+        event = Event(topic, seq, ts, run_id, principal_id, self.encode(topic, seq, ts, data))
         self._ring.append(event)
+        self._ring_bytes += len(event.encoded)
+        if len(self._ring) > self.replay_buffer or self._ring_bytes > self.replay_buffer_bytes:
+            self._trim()
         overflowed: list[Subscriber] = []
         for sub in self._targets(topic, run_id):
             if not sub.paused and sub.may_see(event) and not sub.deliver(event):
@@ -315,5 +333,5 @@ class EventBus:
         oldest = self._ring[0].seq if self._ring else None
         head = self._seq
         return EventBusStatistics(
-            head, len(self._subscribers), len(self._ring), oldest, self._overflows
+            head, len(self._subscribers), len(self._ring), self._ring_bytes, oldest, self._overflows
         )

@@ -27,6 +27,7 @@ these directives.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import zlib
@@ -138,8 +139,9 @@ class BuiltinProvider:
 
         if request.thinking != "off" and last is not None and last.role == "user":
             reasoning = f"The user wrote {len(text)} characters; following my directives."
-            async for words in _paced(_words(reasoning), WORDS_PER_SECOND):
-                yield [ThinkingDelta(word) for word in words]
+            async with contextlib.aclosing(_paced(_words(reasoning), WORDS_PER_SECOND)) as paced:
+                async for words in paced:
+                    yield [ThinkingDelta(word) for word in words]
 
         if last is not None and last.role == "tool":
             answer = f"The tool returned: {text[:500]}"
@@ -164,8 +166,10 @@ class BuiltinProvider:
             last is None or last.role == "user"
         )
         pace = SLOW_WORDS_PER_SECOND if slow else WORDS_PER_SECOND
-        async for words in _paced(_words(answer), pace):
-            yield [TextDelta(word) for word in words]
+        # Closed with the stream, also when the caller stops reading early.
+        async with contextlib.aclosing(_paced(_words(answer), pace)) as paced:
+            async for words in paced:
+                yield [TextDelta(word) for word in words]
         yield [Usage(prompt_tokens, _tokens(answer)), Finish("stop")]
 
     @staticmethod

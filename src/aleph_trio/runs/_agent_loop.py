@@ -13,7 +13,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, final
+from typing import Any, final
 
 import attrs
 import trio
@@ -31,10 +31,8 @@ from ..providers import (
 )
 from ..sessions import SessionService, estimate_tokens
 from ..tools import ToolBox, ToolContext, ToolResult, parse_arguments
+from ._live_run import LiveRun, utf8_size
 from ._prompt import PromptBuilder, tool_call_json
-
-if TYPE_CHECKING:
-    from ._live_run import LiveRun
 
 __all__ = ["AgentLoop", "RunFailure"]
 
@@ -96,7 +94,7 @@ async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
     while True:
         while live.inputs:
             with trio.CancelScope(shield=True):
-                await sessions.append(key, "user", live.inputs.popleft(), run_id=live.run_id)
+                await sessions.append(key, "user", live.next_input(), run_id=live.run_id)
         if live.record.iterations >= limits.max_iterations:
             raise RunFailure(
                 f"the run stopped after {limits.max_iterations} model calls (runs.max_iterations)"
@@ -110,7 +108,7 @@ async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
             max_tokens=live.model.max_output_tokens,
         )
         live.count_call()
-        turn = await _call_model(live, request, retries=limits.provider_retries)
+        turn = await _call_model(live, request, limits)
         live.count_tokens(turn.tokens)
         with trio.CancelScope(shield=True):
             if turn.text or turn.calls:
@@ -137,13 +135,14 @@ async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
             await _run_tool(loop, live, call)
 
 
-async def _call_model(live: LiveRun, request: ModelRequest, *, retries: int) -> _ModelTurn:
+async def _call_model(live: LiveRun, request: ModelRequest, limits: RunsConfig) -> _ModelTurn:
     """One model call, retried while it failed retryably before producing anything."""
+    retries = limits.provider_retries
     attempt = 0
     while True:
         produced = live.received
         try:
-            return await _stream(live, request)
+            return await _stream(live, request, limits.max_text_bytes)
         except ProviderError as exc:
             nothing_shown = live.received == produced
             delay = RETRY_BACKOFF_S * 2**attempt
@@ -166,8 +165,9 @@ async def _call_model(live: LiveRun, request: ModelRequest, *, retries: int) -> 
             raise RunFailure(f"model {live.model.id}: {exc.message}", code) from None
 
 
-async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
-    text: list[str] = []
+async def _stream(live: LiveRun, request: ModelRequest, max_text_bytes: int) -> _ModelTurn:
+    """One model call, its text published as it comes; what the model wrote this turn is
+    ``live.unsaved`` (the run's text that is not stored yet) once the stream has ended."""
     calls: dict[int, _CallParts] = {}
     usage: Usage | None = None
     async with contextlib.aclosing(live.provider.stream(request)) as batches:
@@ -175,7 +175,11 @@ async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
             for delta in batch:
                 if isinstance(delta, TextDelta):
                     if delta.text:
-                        text.append(delta.text)
+                        if live.text_bytes + utf8_size(delta.text) > max_text_bytes:
+                            raise RunFailure(
+                                f"the run's text passed {max_text_bytes} bytes "
+                                "(runs.max_text_bytes)"
+                            )
                         live.add_piece("stream.chunk", delta.text)
                 elif isinstance(delta, ThinkingDelta):
                     if delta.text:
@@ -190,7 +194,7 @@ async def _stream(live: LiveRun, request: ModelRequest) -> _ModelTurn:
                 elif isinstance(delta, Finish) and delta.reason == "error":
                     raise ProviderError("the model stream ended with an error")
             live.flush_pieces()  # one event per batch: what arrived together leaves together
-    answer = "".join(text)
+    answer = "".join(live.unsaved)
     tool_calls = tuple(
         ToolCall(parts.id or "call_" + uuid.uuid4().hex[:16], parts.name, "".join(parts.arguments))
         for _, parts in sorted(calls.items())

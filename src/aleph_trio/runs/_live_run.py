@@ -24,7 +24,12 @@ if TYPE_CHECKING:
     from ..kernel import Subscriber
     from ._manager import RunManager
 
-__all__ = ["LiveRun", "Outcome", "Question", "Turn"]
+__all__ = ["LiveRun", "Outcome", "Question", "Turn", "utf8_size"]
+
+
+def utf8_size(text: str) -> int:
+    """The bytes of ``text`` in UTF-8 (without encoding it when it is ASCII, the usual case)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 @attrs.define(eq=False)
@@ -69,15 +74,20 @@ class LiveRun(Turn):
     cancel_reason: str | None = None
     compacting: bool = False  #: finished, and holding its session for automatic compaction
     stream_started: bool = False
-    text: list[str] = attrs.Factory(list)  #: every text chunk of the run
-    unsaved: list[str] = attrs.Factory(list)  #: text of the turn not yet stored
+    #: The run's text, one string per published ``stream.chunk`` (the event's own content, so
+    #: the text is held once while the run lasts), and its size in UTF-8.
+    text: list[str] = attrs.Factory(list)
+    text_bytes: int = 0
+    unsaved: list[str] = attrs.Factory(list)  #: the part of ``text`` not yet stored
     open_calls: list[str] = attrs.Factory(list)  #: stored tool calls without a stored result
     chunk_index: int = 0
     thinking_index: int = 0
     received: int = 0  #: text and thinking pieces the model sent (published or not)
     _pieces: list[str] = attrs.Factory(list)  #: received, not yet published
     _piece_topic: str = "stream.chunk"
+    #: ``agent.respondToInput`` messages waiting for the next turn, and their size in UTF-8.
     inputs: collections.deque[str] = attrs.Factory(collections.deque)
+    input_bytes: int = 0
     question: Question | None = None
     #: The tool call under way: (tool_call_id, tool, trio time it started).
     running_tool: tuple[str, str, float] | None = None
@@ -116,15 +126,18 @@ class LiveRun(Turn):
         self._pieces.append(text)
         self.received += 1
         if topic == "stream.chunk":
-            self.text.append(text)
-            self.unsaved.append(text)
+            self.text_bytes += utf8_size(text)
 
     def flush_pieces(self) -> None:
+        """Publish the pieces held as one event; text joins the run's ``text`` as that event's
+        content."""
         if not self._pieces:
             return
         content = "".join(self._pieces)
         self._pieces.clear()
         if self._piece_topic == "stream.chunk":
+            self.text.append(content)
+            self.unsaved.append(content)
             index, self.chunk_index = self.chunk_index, self.chunk_index + 1
         else:
             index, self.thinking_index = self.thinking_index, self.thinking_index + 1
@@ -153,6 +166,15 @@ class LiveRun(Turn):
                 self.question = None
         await self.set_status("running")
         return answer
+
+    def queue_input(self, message: str) -> None:
+        self.inputs.append(message)
+        self.input_bytes += utf8_size(message)
+
+    def next_input(self) -> str:
+        message = self.inputs.popleft()
+        self.input_bytes -= utf8_size(message)
+        return message
 
     def count_call(self) -> None:
         self.record = attrs.evolve(self.record, iterations=self.record.iterations + 1)

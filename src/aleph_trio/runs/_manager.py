@@ -43,7 +43,7 @@ from ..store import Run, Store, StoreError
 from ._agent_loop import AgentLoop, RunFailure
 from ._agents import Agent, resolve_agent
 from ._lanes import Lanes
-from ._live_run import LiveRun, Outcome, Turn
+from ._live_run import LiveRun, Outcome, Turn, utf8_size
 from ._states import LIVE, check_transition
 
 __all__ = ["RunManager", "RunStatistics"]
@@ -56,8 +56,10 @@ T = TypeVar("T")
 FINISH_TIMEOUT_S: Final = 5.0
 #: Idempotency keys of ``agent.run`` are kept this long (PROTOCOL §7).
 IDEMPOTENCY_TTL_S: Final = 24 * 3600.0
-#: ``agent.respondToInput`` messages waiting for a turn boundary, per run.
+#: ``agent.respondToInput`` messages waiting for a turn boundary, per run: at most this many,
+#: and at most this many bytes (UTF-8) of them.
 MAX_PENDING_INPUTS: Final = 100
+MAX_PENDING_INPUT_BYTES: Final = 4 * 1024 * 1024
 
 THINKING_FOR_TRUE: Final = "medium"
 
@@ -372,6 +374,7 @@ class RunManager:
         """Store what is left, persist the final record, then publish the last events."""
         live.finishing = True
         try:
+            live.flush_pieces()  # text still held is part of the run's text, stored and shown
             try:
                 if live.unsaved:
                     await self._sessions.append(
@@ -390,6 +393,7 @@ class RunManager:
             except StoreError as exc:
                 log.error("run %s: could not store its last messages: %s", live.run_id, exc)
             output = "".join(live.text)
+            live.text = [output]  # the pieces go: the run's text is held once
             live.record = attrs.evolve(
                 live.record,
                 status=check_transition(live.record.status, outcome.status),
@@ -503,7 +507,12 @@ class RunManager:
             raise LimitReached(
                 f"run {run_id} already has {MAX_PENDING_INPUTS} messages waiting for it"
             )
-        live.inputs.append(message)
+        if live.input_bytes + utf8_size(message) > MAX_PENDING_INPUT_BYTES:
+            raise LimitReached(
+                f"run {run_id} already has {live.input_bytes} bytes of messages waiting for it; "
+                f"at most {MAX_PENDING_INPUT_BYTES} may wait"
+            )
+        live.queue_input(message)
         return True
 
     async def exclusive(

@@ -1,8 +1,10 @@
 """Prompt assembly (PROTOCOL §7): system prompt, extra sections, session history, in budget.
 
 History always comes from the store (the single source of truth); nothing is kept in memory
-between turns. Other services add system-prompt sections (identity, workspace, skills) through
-:meth:`PromptBuilder.add_section`.
+between turns. The store reads only the newest messages that fit the model's context window
+(after its output budget, the tool definitions and the system prompt), so a prompt costs what
+the window holds, however long the session. Other services add system-prompt sections
+(identity, workspace, skills) through :meth:`PromptBuilder.add_section`.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ from ..store import Message, Store
 from ._agents import Agent
 
 __all__ = ["PromptBuilder", "PromptSection", "to_chat_messages", "tool_call_json"]
-
-#: At most this many messages are read for one prompt; older ones are left to compaction.
-HISTORY_WINDOW = 1000
 
 #: A section of the system prompt: given the agent and session, some text or ``None``.
 PromptSection = Callable[[Agent, str], Awaitable[str | None]]
@@ -98,22 +97,17 @@ class PromptBuilder:
     async def build(
         self, agent: Agent, session_key: str, model: ModelInfo, *, reserved_tokens: int = 0
     ) -> tuple[ChatMessage, ...]:
-        """The conversation for the next model call: system prompt, then as much history as fits.
+        """The conversation for the next model call: system prompt, then the newest messages
+        whose tokens fit what is left of the context window (the newest always goes, even when
+        it alone is too long).
 
         ``reserved_tokens`` is room kept for what the caller adds (tool definitions).
         """
         system = await self.system_prompt(agent, session_key)
         budget = model.context_window - model.max_output_tokens - reserved_tokens
         budget -= estimate_tokens(system) if system else 0
-        messages = await self.store.history(session_key, limit=HISTORY_WINDOW)
-        start = len(messages)
-        used = 0
-        while start > 0 and used + messages[start - 1].tokens <= budget:
-            start -= 1
-            used += messages[start].tokens
-        if start == len(messages) and messages:
-            start -= 1  # the newest message always goes, even when it alone is too long
-        conversation = to_chat_messages(messages[start:])
+        messages = await self.store.recent_history(session_key, max_tokens=max(0, budget))
+        conversation = to_chat_messages(messages)
         if system:
             conversation.insert(0, ChatMessage("system", system))
         return tuple(conversation)

@@ -51,6 +51,7 @@ class ConnectionStatistics:
     address: str
     role: str | None
     queued_frames: int
+    queued_bytes: int
     frames_sent: int
     requests_handled: int
     in_flight: int
@@ -77,7 +78,9 @@ class Connection:
         self._in_flight = trio.Semaphore(server.max_in_flight)
         self._reading_paused = False
         self._read_pauses = 0
-        self._outbound = Outbound(transport, server.send_queue, self._transport_broken)
+        self._outbound = Outbound(
+            transport, server.send_queue, self._transport_broken, max_bytes=server.send_queue_bytes
+        )
         self._subscriber = gateway.bus.subscribe(
             self._offer_event, on_overflow=self._slow_consumer, may_see=self._may_see
         )
@@ -282,6 +285,7 @@ class Connection:
             address=self._address,
             role=self._principal.role if self._principal else None,
             queued_frames=len(self._outbound),
+            queued_bytes=self._outbound.queued_bytes,
             frames_sent=self._outbound.frames_sent,
             requests_handled=self.requests_handled,
             in_flight=self._gateway.config.server.max_in_flight - self._in_flight.value,

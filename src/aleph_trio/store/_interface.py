@@ -58,6 +58,12 @@ class Store(Protocol):
         """The newest ``limit`` messages (older than ``before_id``), oldest first."""
         ...
 
+    async def recent_history(self, session_key: str, *, max_tokens: int) -> list[Message]:
+        """The newest messages whose ``tokens`` add up to at most ``max_tokens`` (the newest one
+        always, even alone larger), oldest first, read at a cost that follows what is returned
+        rather than the session's length."""
+        ...
+
     async def session_history(
         self, session_key: str, *, limit: int, before_id: int | None = None
     ) -> tuple[Session | None, list[Message]]:

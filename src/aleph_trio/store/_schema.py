@@ -142,6 +142,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX cron_runs_by_job ON cron_runs (job_id, id);
     CREATE INDEX cron_runs_by_status ON cron_runs (status);
     """,
+    # 5: a session's messages with their token counts, newest first from the index alone, so a
+    # prompt finds how many of the newest messages fit without reading the messages themselves;
+    # expired idempotency keys found without scanning every key at each claim
+    """
+    CREATE INDEX messages_by_session_tokens ON messages (session_key, id, tokens);
+    DROP INDEX messages_by_session;
+    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+    """,
 ]
 
 

@@ -17,12 +17,14 @@ from ._interface import StoreError
 from ._records import Message, Role, Session, SessionFilter
 
 __all__ = [
+    "NEWEST_FIRST",
     "append_message",
     "clear_session",
     "delete_session",
     "get_session",
     "history",
     "list_sessions",
+    "recent_history",
     "replace_range",
     "session_history",
 ]
@@ -72,6 +74,55 @@ def history(
         (session_key, before_id if before_id is not None else 2**63 - 1, limit),
     ).fetchall()
     return [_message(r) for r in reversed(rows)]
+
+
+#: ``recent_history`` adds up token counts over pages of this many of the newest messages.
+PAGE = 256
+
+NEWEST_FIRST = (
+    "SELECT id, tokens FROM messages WHERE session_key = ? AND id < ? ORDER BY id DESC LIMIT ?"
+)
+
+
+def recent_history(conn: sqlite3.Connection, session_key: str, max_tokens: int) -> list[Message]:
+    """The newest messages whose tokens add up to at most ``max_tokens``, oldest first; the
+    newest message is always there, even when it alone is larger.
+
+    Token counts come from the ``(session_key, id, tokens)`` index, newest first, a page at a
+    time: SQLite adds up a whole page, and only the page where the budget ends is looked at
+    row by row. Then only the messages that fit are read, in the same snapshot. The cost
+    follows what fits, not the session's length.
+    """
+    conn.execute("BEGIN")  # one snapshot (SQLiteStore._read ends it)
+    left = max_tokens
+    first_id: int | None = None
+    before = 2**63 - 1
+    while True:
+        count, total, oldest = conn.execute(
+            f"SELECT count(*), sum(tokens), min(id) FROM ({NEWEST_FIRST})",
+            (session_key, before, PAGE),
+        ).fetchone()
+        if count and total <= left:  # the whole page fits
+            left -= total
+            first_id = before = oldest
+            if count == PAGE:
+                continue
+        elif count:  # the budget ends inside this page
+            for message_id, tokens in conn.execute(NEWEST_FIRST, (session_key, before, PAGE)):
+                if tokens > left and first_id is not None:
+                    break
+                left -= tokens
+                first_id = message_id
+        break
+    return [] if first_id is None else _messages_from(conn, session_key, first_id)
+
+
+def _messages_from(conn: sqlite3.Connection, session_key: str, first_id: int) -> list[Message]:
+    rows = conn.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_key = ? AND id >= ? ORDER BY id",
+        (session_key, first_id),
+    ).fetchall()
+    return [_message(r) for r in rows]
 
 
 def get_session(conn: sqlite3.Connection, session_key: str) -> Session | None:
