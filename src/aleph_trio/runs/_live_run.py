@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, final
 import attrs
 import trio
 
+from ..kernel import component_logger
 from ..providers import ModelInfo, Provider
 from ..store import Run
 from ._agents import Agent
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from ._manager import RunManager
 
 __all__ = ["LiveRun", "Outcome", "Question", "Turn", "utf8_size"]
+
+log = component_logger("runs")
 
 
 def utf8_size(text: str) -> int:
@@ -145,6 +148,7 @@ class LiveRun(Turn):
 
     async def set_status(self, status: str) -> None:
         """Move to ``status`` and persist it (state first: callers publish afterwards)."""
+        log.debug("run %s: %s -> %s", self.run_id, self.record.status, status)
         self.record = attrs.evolve(self.record, status=check_transition(self.record.status, status))
         await self.manager.save(self.record)
 

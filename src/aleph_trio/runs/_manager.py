@@ -300,6 +300,9 @@ class RunManager:
         self._runs[run_id] = live
         self._lanes.enqueue(live)
         nursery.start_soon(self._drive, live, name=f"run {run_id}")
+        log.debug(
+            "run %s accepted on %s (agent %s, model %s)", run_id, session_key, agent.id, model.id
+        )
         return live
 
     def _watch(self, live: LiveRun, watcher: Subscriber) -> None:
@@ -316,6 +319,7 @@ class RunManager:
                 started_at=now_ts(),
             )
             turn.started_at = trio.current_time()
+            log.debug("run %s: queued -> running", turn.run_id)
         turn.admitted.set()
 
     # -- the run's task ----------------------------------------------------------------------
