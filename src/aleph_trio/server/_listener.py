@@ -47,7 +47,9 @@ async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
     config = gateway.config
     transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
     try:
+        accepted = False
         with trio.move_on_after(UPGRADE_TIMEOUT_S):
+            # Nothing, or an unfinished request, until the timeout: the stream is just closed.
             request = await transport.receive_handshake()
             if request is None:
                 return
@@ -58,7 +60,8 @@ async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
                 await transport.reject(403, "Forbidden: origin not allowed\n")
                 return
             await transport.accept()
-        if request is None or not transport.is_open:
+            accepted = True
+        if not accepted or not transport.is_open:
             return
         connection = Connection(gateway, transport, address=_address(stream))
         with gateway.track(connection):

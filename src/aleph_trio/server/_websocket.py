@@ -9,6 +9,7 @@ are waiting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -151,15 +152,32 @@ class WebSocketTransport:
             assert isinstance(event, BytesMessage)
             return b"".join(parts)  # type: ignore[arg-type]
         if isinstance(event, Ping):
-            await self._send_raw(self._ws.send(event.response()))
+            if self._ws.state == ConnectionState.OPEN:
+                await self._send_raw(self._ws.send(event.response()))
         elif isinstance(event, Pong):
             self._pong.set()
         elif isinstance(event, CloseConnection):
-            self._closed = TransportClosed(event.code, event.reason or "")
-            if self._ws.state == ConnectionState.REMOTE_CLOSING:
-                await self._send_raw(self._ws.send(event.response()))
-            await self.abort()
+            await self._closing(event)
         return None
+
+    async def _closing(self, event: CloseConnection) -> None:
+        """The peer's close frame, or (state still open) wsproto failing the WebSocket because
+        a frame broke RFC 6455: invalid UTF-8 (1007), no mask, reserved bits or opcodes (1002).
+        Either way a close frame goes out (the answer, or ours with that code) and the stream
+        is closed at once: nothing more is read from a peer that broke the protocol."""
+        reason = event.reason or ""
+        if self._ws.state == ConnectionState.OPEN and event.code == 1007:
+            reason = f"text frame is not valid UTF-8 ({reason})"
+        self._closed = TransportClosed(event.code, reason)
+        if self._ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.OPEN):
+            frame = self._ws.send(
+                event.response()
+                if self._ws.state == ConnectionState.REMOTE_CLOSING
+                else CloseConnection(code=event.code, reason=reason)
+            )
+            with contextlib.suppress(TransportClosed):
+                await self._send_raw(frame)
+        await self.abort()
 
     async def _receive_into_wsproto(self) -> bool:
         try:
@@ -232,7 +250,11 @@ class WebSocketTransport:
         return True
 
     async def ping(self) -> trio.Event:
-        """Send a ping; the returned event is set when a pong arrives."""
+        """Send a ping; the returned event is set when a pong arrives. Raises
+        :class:`TransportClosed` once a close frame was sent or received (a ping may fall due
+        while the peer's close is being answered)."""
+        if self._closed is not None or self._ws.state != ConnectionState.OPEN:
+            raise self._closed or TransportClosed(1006, "not open")
         self._pong = trio.Event()
         await self._send_raw(self._ws.send(Ping(payload=os.urandom(4))))
         return self._pong
