@@ -114,22 +114,6 @@ async def test_connect_validates_params(open_raw: OpenRaw) -> None:
     ]
 
 
-@pytest.mark.parametrize("config", [Config(auth=AuthConfig(failures_per_minute=3))])
-async def test_failures_rate_limited_per_address(
-    open_raw: OpenRaw, gateway: Gateway, autojump_clock: trio.testing.MockClock
-) -> None:
-    first = await open_raw()
-    for i in range(3):
-        assert (await first.call("connect", {"token": "bad"}, id=i))["error"]["code"] == -32001
-    second = await open_raw()
-    reply = await second.call("connect", {"token": gateway.owner_token})
-    assert reply["error"]["code"] == -32003
-    assert 0 < reply["error"]["data"]["retry_after_ms"] <= 60_000
-    await trio.sleep(61)
-    third = await open_raw()
-    assert "result" in await third.call("connect", {"token": gateway.owner_token})
-
-
 async def test_handshake_timeout_closes_1008(
     open_raw: OpenRaw, autojump_clock: trio.testing.MockClock
 ) -> None:

@@ -84,7 +84,11 @@ class AuthConfig:
     require_auth: bool = True
     token: Secret | None = attrs.field(default=None, metadata=SECRET)
     handshake_timeout_s: Seconds = 10.0
+    #: Failed ``connect``s from one address within a minute answered at once; past them each
+    #: failure is answered after a delay (0.25 s, doubling). A correct token never waits.
     failures_per_minute: Annotated[int, Meta(ge=1, le=10_000)] = 20
+    #: The longest that delay gets.
+    failure_delay_max_s: Annotated[float, Meta(ge=0, le=60)] = 5.0
 
 
 @attrs.frozen

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, final
 import attrs
 import trio
 
-from ..auth import OWNER, Principal
+from ..auth import MAX_FAILURES_PER_CONNECTION, OWNER, Principal
 from ..kernel import Event, Subscriber, component_logger
 from ..protocol import (
     AlephError,
@@ -42,7 +42,6 @@ log = component_logger("server")
 
 #: Message size limit before the connection has authenticated (PROTOCOL §1).
 PRE_AUTH_MAX_MESSAGE = 64 * 1024
-MAX_AUTH_FAILURES = 5
 
 
 @attrs.frozen
@@ -112,9 +111,13 @@ class Connection:
         self._transport.max_message_size = self._gateway.config.server.max_message_bytes
         self._authenticated.set()
 
+    @property
+    def auth_failures(self) -> int:
+        return self._auth_failures
+
     def note_auth_failure(self) -> int:
         self._auth_failures += 1
-        if self._auth_failures >= MAX_AUTH_FAILURES:
+        if self._auth_failures >= MAX_FAILURES_PER_CONNECTION:
             self._close_after_reply = (1008, "too many failed authentication attempts")
         return self._auth_failures
 
