@@ -69,8 +69,13 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: Port = 18790
     allowed_origins: tuple[str, ...] = ()
+    #: The largest message either way: a bigger incoming one closes the connection (1009); a
+    #: response that would be bigger is answered with ``-32603`` instead.
     max_message_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+    #: Requests (batch elements included) one connection runs at once; past it reading pauses.
     max_in_flight: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    #: Elements one batch may hold; a longer batch is refused whole (``-32600``).
+    max_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
     send_queue: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     ping_interval_s: Seconds = 20.0
     ping_timeout_s: Seconds = 20.0
