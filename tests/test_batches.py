@@ -186,7 +186,9 @@ async def test_batch_response_stays_within_the_limit(open_raw: OpenRaw, gateway:
         errors = [r for r in replies if "error" in r]
         assert len(replies) == 5
         assert {"jsonrpc": "2.0", "id": "small", "result": {}} in results
-        assert sum(1 for r in results if r["result"] == "b" * 1500) == 2  # two of 1.5 KB fit in 4 KB
+        assert (
+            sum(1 for r in results if r["result"] == "b" * 1500) == 2
+        )  # two of 1.5 KB fit in 4 KB
         assert len(errors) == 2
         for error in errors:
             assert error["error"]["code"] == -32603
