@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 import trio
 import trio.testing
+import wsproto
+from wsproto.events import Request
 
 from aleph_trio import Gateway
 from rawws import Closed, RawWebSocket, client_frame
@@ -82,6 +84,23 @@ async def test_unfinished_upgrade_is_closed_quietly(
                 await stream.send_all(sent)
             assert await stream.receive_some(4096) == b""
             assert 10 <= trio.current_time() - start < 12
+    assert errors_logged(caplog) == []
+
+
+@pytest.mark.parametrize("path", ["/", "/nowhere"], ids=["accepted", "refused"])
+async def test_peer_gone_before_the_upgrade_is_answered(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture, path: str
+) -> None:
+    """The upgrade request arrives, then the peer is gone before the answer (101, or 404) can
+    be written: the stream is closed and nothing escapes the connection handler."""
+    caplog.set_level(logging.INFO, "aleph_trio")
+    client, server = trio.testing.memory_stream_pair()
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await client.send_all(ws.send(Request(host="localhost", target=path)))
+    await client.aclose()
+    with trio.fail_after(10):
+        await gateway.serve_stream(server)
+    assert not gateway.connections
     assert errors_logged(caplog) == []
 
 
