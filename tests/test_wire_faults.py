@@ -4,6 +4,7 @@ frames that break RFC 6455, each answered with the right close frame and never a
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -155,6 +156,45 @@ async def test_protocol_violation_close_frame_over_tcp(port: int, gateway: Gatew
             assert await raw.handshake() == 101
             await raw.call("connect", {"token": gateway.owner_token})
             await raw.send_frame(client_frame(0x1, b'"\xed\xa0\x80"'))  # a UTF-8 surrogate
+            print("STATE", tcp_state(stream))
+            await trio.sleep(0.2)
+            print("STATE", tcp_state(stream))
+            assert (await raw.wait_closed()).code == 1007
+
+
+ESTABLISHED, CLOSED, CLOSE_WAIT = 1, 7, 8  # Linux TCP states
+
+
+def tcp_state(stream: trio.SocketStream) -> int:
+    """The kernel's TCP state of a socket (``TCP_INFO``): after the peer's FIN it is
+    ``CLOSE_WAIT``, after a reset ``CLOSED``."""
+    return stream.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="needs Linux TCP_INFO")
+async def test_gateway_ends_a_violating_connection_with_fin_not_reset(
+    port: int, gateway: Gateway
+) -> None:
+    """The client pipelines frames behind the bad one. A socket closed with that unread makes
+    the kernel send a reset: the client's next write fails, and some systems drop the close
+    frame still unread. So the gateway shuts its write side (FIN after the close frame) and
+    drops what still arrives until the client closes."""
+    junk = client_frame(
+        0x1, b'{"jsonrpc":"2.0","method":"echo","params":{"x":"' + b"y" * 1000 + b'"}}'
+    )
+    with trio.fail_after(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            raw = RawWebSocket(stream)
+            assert await raw.handshake() == 101
+            await raw.call("connect", {"token": gateway.owner_token})
+            await raw.send_frame(client_frame(0x1, b'"\xff"') + junk * 200)
+            # Until the gateway's FIN or reset is here: kernel state, which no event announces.
+            while tcp_state(stream) == ESTABLISHED:  # noqa: ASYNC110
+                await trio.sleep(0.001)
+            assert tcp_state(stream) == CLOSE_WAIT
+            for _ in range(20):
+                await raw.send_frame(junk)  # dropped unread, no reset
             assert (await raw.wait_closed()).code == 1007
 
 
