@@ -6,6 +6,8 @@ It never answers pings on its own and exposes close codes, which the friendly cl
 from __future__ import annotations
 
 import json
+import os
+import struct
 from typing import Any
 
 import trio
@@ -22,6 +24,25 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
+
+
+def client_frame(
+    opcode: int, payload: bytes, *, masked: bool = True, rsv: int = 0, fin: bool = True
+) -> bytes:
+    """One frame as a client would send it, built by hand so it can break the rules: unmasked,
+    with reserved bits (``rsv``: 0-7) or an opcode wsproto refuses to send."""
+    first = (0x80 if fin else 0) | (rsv & 7) << 4 | opcode
+    length = len(payload)
+    if length < 126:
+        header = bytes((first, (0x80 if masked else 0) | length))
+    elif length < 65536:
+        header = struct.pack("!BBH", first, (0x80 if masked else 0) | 126, length)
+    else:
+        header = struct.pack("!BBQ", first, (0x80 if masked else 0) | 127, length)
+    if not masked:
+        return header + payload
+    key = os.urandom(4)
+    return header + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 class Closed(Exception):
@@ -74,6 +95,13 @@ class RawWebSocket:
 
     async def send_bytes(self, data: bytes) -> None:
         await self.stream.send_all(self.ws.send(BytesMessage(data=data)))
+
+    async def send_frame(self, frame: bytes) -> None:
+        """Write bytes as they are (a frame from :func:`client_frame`)."""
+        await self.stream.send_all(frame)
+
+    async def send_close(self, code: int = 1000, reason: str = "") -> None:
+        await self.stream.send_all(self.ws.send(CloseConnection(code=code, reason=reason)))
 
     async def next_event(self) -> Event:
         while not self.pending:

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import assume, example, given, strategies as st
 
 from aleph_trio.protocol import (
+    MAX_ID_DIGITS,
     AlephError,
     Dropped,
     ErrorCode,
@@ -164,6 +165,8 @@ def expected_item(doc: object) -> set[tuple[Any, ...]]:
     id_ = doc.get("id")
     if has_id and not (id_ is None or isinstance(id_, str) or _is_int(id_)):
         return invalid
+    if _is_int(id_) and len(str(abs(id_))) > MAX_ID_DIGITS:
+        return invalid  # the gateway's documented limit (docs/design.md)
     outcomes: set[tuple[Any, ...]] = set()
     if any(key not in MEMBERS for key in doc):
         outcomes |= invalid
@@ -319,6 +322,57 @@ def test_parse_arbitrary_text_never_raises(text: str) -> None:
         # surrogate escapes, integers of more than 4300 digits): a parse error is acceptable.
         return
     check_message(message, doc)
+
+
+@given(
+    st.text(max_size=8),
+    st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
+    st.text(max_size=8),
+    st.sampled_from(["params", "method", "key", "batch"]),
+)
+@example("", "\ud800", "", "params")
+@example("x", "\udfff", "y", "key")
+def test_lone_surrogate_escape_is_named_with_its_place(
+    before: str, surrogate: str, after: str, where: str
+) -> None:
+    """An escaped surrogate without its partner is valid JSON grammar but no Unicode text: the
+    parse error says which one and where, whatever the decoder stumbled on first."""
+    text = before + surrogate + after
+    doc: Any = {"jsonrpc": "2.0", "id": 1, "method": "echo", "params": {"t": text}}
+    path = "$.params.t"
+    if where == "method":
+        doc["method"], path = text, "$.method"
+    elif where == "key":
+        doc["params"], path = {text: 1}, "in a member name at $.params"
+    elif where == "batch":
+        doc, path = [{"jsonrpc": "2.0", "method": "x"}, doc], "$[1].params.t"
+    frame = json.dumps(doc)  # ensure_ascii: the surrogate goes out as a \u escape
+    assume(not any(0xD800 <= ord(c) <= 0xDFFF for c in before + after))
+    message = parse_message(frame)
+    assert [outcome_of(i) for i in message.items] == [("error", PARSE_ERROR, None)]
+    error = message.items[0].error  # type: ignore[union-attr]
+    unit = f"\\u{ord(surrogate):04x}"
+    place = path if path.startswith("in ") else f"at {path}"
+    assert error.message == (
+        f"Parse error: the text contains an unpaired surrogate ({unit}) {place}"
+    )
+
+
+@given(st.integers(min_value=MAX_ID_DIGITS + 1, max_value=6000), st.booleans(), st.booleans())
+@example(MAX_ID_DIGITS + 1, False, False)
+@example(4300, True, False)
+@example(4301, False, True)
+def test_integer_ids_past_the_limit_are_invalid_requests(
+    digits: int, negative: bool, in_batch: bool
+) -> None:
+    id_text = ("-" if negative else "") + "9" * digits
+    element = '{"jsonrpc":"2.0","method":"echo","id":' + id_text + "}"
+    text = f'[{element},{{"jsonrpc":"2.0","id":1,"method":"echo"}}]' if in_batch else element
+    message = parse_message(text)
+    assert message.batch is in_batch
+    assert outcome_of(message.items[0]) == ("error", INVALID_REQUEST, None)
+    if in_batch:
+        assert outcome_of(message.items[1]) == ("request", _Id(1), "echo", _Frozen(None))
 
 
 @given(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), st.text(max_size=10))

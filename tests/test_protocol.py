@@ -7,6 +7,7 @@ import json
 import pytest
 
 from aleph_trio.protocol import (
+    MAX_ID_DIGITS,
     Dropped,
     ErrorCode,
     Invalid,
@@ -126,3 +127,111 @@ def test_encodings_are_valid_json_rpc() -> None:
         {"jsonrpc": "2.0", "id": 1, "result": 1},
         {"jsonrpc": "2.0", "id": 2, "result": 2},
     ]
+
+
+# -- naming the fault ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "where", "unit"),
+    [
+        (
+            '{"jsonrpc":"2.0","id":1,"method":"echo","params":{"text":"\\ud800"}}',
+            "at $.params.text",
+            "\\ud800",
+        ),
+        (
+            '{"jsonrpc":"2.0","id":1,"method":"echo","params":{"a":["x\\udc00y"]}}',
+            "at $.params.a[0]",
+            "\\udc00",
+        ),
+        (
+            '{"jsonrpc":"2.0","id":1,"method":"echo","params":{"\\ud83d":1}}',
+            "in a member name at $.params",
+            "\\ud83d",
+        ),
+        ('[{"jsonrpc":"2.0","id":1,"method":"echo\\udbff"}]', "at $[0].method", "\\udbff"),
+        ('"\\ud800"', "at $", "\\ud800"),
+    ],
+)
+def test_unpaired_surrogate_is_named(frame: str, where: str, unit: str) -> None:
+    item = one(frame)
+    assert isinstance(item, Invalid)
+    assert item.error.code == ErrorCode.PARSE_ERROR
+    assert item.error.message == (
+        f"Parse error: the text contains an unpaired surrogate ({unit}) {where}"
+    )
+
+
+def test_paired_surrogates_are_one_character() -> None:
+    item = one('{"jsonrpc":"2.0","id":1,"method":"echo","params":{"t":"\\ud83d\\ude00"}}')
+    assert isinstance(item, Request) and item.params == {"t": "\U0001f600"}
+
+
+@pytest.mark.parametrize("digits", [MAX_ID_DIGITS + 1, 400, 4300, 5000, 100_000])
+@pytest.mark.parametrize("sign", ["", "-"])
+def test_integer_id_past_the_limit_is_an_invalid_request(digits: int, sign: str) -> None:
+    item = one(f'{{"jsonrpc":"2.0","id":{sign}{"7" * digits},"method":"echo"}}')
+    assert isinstance(item, Invalid)
+    assert item.id is None
+    assert item.error.code == ErrorCode.INVALID_REQUEST
+    assert item.error.message == (
+        f'Invalid request: an integer "id" may have at most {MAX_ID_DIGITS} digits'
+    )
+
+
+@pytest.mark.parametrize("digits", [1, 19, 20, 39, 40, 81, MAX_ID_DIGITS])
+def test_integer_ids_up_to_the_limit_are_echoed_exactly(digits: int) -> None:
+    id_ = -int("9" * digits)
+    item = one(f'{{"jsonrpc":"2.0","id":{id_},"method":"echo"}}')
+    assert isinstance(item, Request) and item.id == id_
+    assert f'"id":{id_}'.encode() in encode_result(item.id, {})
+
+
+def test_huge_id_in_a_batch_spoils_only_its_element() -> None:
+    message = parse_message(
+        '[{"jsonrpc":"2.0","id":' + "1" * 5000 + ',"method":"echo"},'
+        '{"jsonrpc":"2.0","id":2,"method":"echo","params":{"n":' + "3" * 200 + "}}]"
+    )
+    assert message.batch
+    first, second = message.items
+    assert isinstance(first, Invalid) and first.error.code == ErrorCode.INVALID_REQUEST
+    assert second == Request(2, "echo", {"n": int("3" * 200)})
+
+
+def test_huge_number_elsewhere_is_a_parse_error_naming_it() -> None:
+    item = one('{"jsonrpc":"2.0","id":1,"method":"echo","params":{"n":[-' + "4" * 5000 + "]}}")
+    assert isinstance(item, Invalid)
+    assert item.error.code == ErrorCode.PARSE_ERROR
+    assert item.error.message == (
+        "Parse error: the integer at $.params.n[0] is too long to read (5000 digits)"
+    )
+
+
+def test_other_parse_errors_keep_the_decoder_message() -> None:
+    item = one('{"jsonrpc":"2.0","id":1,"method":"echo"')
+    assert isinstance(item, Invalid)
+    assert item.error.message == "Parse error: Input data was truncated"
+
+
+# -- batch size ----------------------------------------------------------------------------------
+
+
+def test_batch_up_to_the_limit_is_a_batch() -> None:
+    text = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "echo"} for i in range(5)])
+    message = parse_message(text, max_batch=5)
+    assert message.batch and len(message.items) == 5
+
+
+def test_batch_over_the_limit_is_one_invalid_request() -> None:
+    text = json.dumps([{"jsonrpc": "2.0", "id": i, "method": "echo"} for i in range(6)])
+    message = parse_message(text, max_batch=5)
+    assert not message.batch
+    [item] = message.items
+    assert isinstance(item, Invalid) and item.id is None
+    assert item.error.code == ErrorCode.INVALID_REQUEST
+    assert (
+        item.error.message
+        == "Invalid request: a batch may hold at most 5 elements (this one has 6)"
+    )
+    assert item.error.data == {"max_batch": 5}

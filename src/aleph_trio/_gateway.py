@@ -109,7 +109,7 @@ class Gateway:
         current = settings.current
         self.auth = Authenticator.for_token(owner_token)
         self._owner_token = owner_token
-        self.failures = FailureLimiter(limit=loaded.config.auth.failures_per_minute)
+        self.failures = FailureLimiter(lambda: current().auth)
         self.registry: Registry = build_registry()
         self.services = ServiceRegistry(bus)
         self.models = ModelCatalog(loaded.config, http)
@@ -162,7 +162,6 @@ class Gateway:
         apply_levels(new.logging.level, dict(new.logging.components))
         if new.events != old.events:
             self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
-        self.failures.limit = new.auth.failures_per_minute
         self.models.configure(new)
         self.runs.fill()
         token = resolve_secret(new.auth.token)

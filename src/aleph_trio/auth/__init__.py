@@ -1,6 +1,9 @@
 """Authentication (PROTOCOL §4): principals and their roles, the owner token, failure limits."""
 
-from ._limits import FailureLimiter as FailureLimiter
+from ._limits import (
+    MAX_FAILURES_PER_CONNECTION as MAX_FAILURES_PER_CONNECTION,
+    FailureLimiter as FailureLimiter,
+)
 from ._principals import (
     OWNER as OWNER,
     GuestResolver as GuestResolver,

@@ -70,8 +70,13 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: Port = 18790
     allowed_origins: tuple[str, ...] = ()
+    #: The largest message either way: a bigger incoming one closes the connection (1009); a
+    #: response that would be bigger is answered with ``-32603`` instead.
     max_message_bytes: Annotated[int, Meta(ge=1024, le=256 * 1024 * 1024)] = 4 * 1024 * 1024
+    #: Requests (batch elements included) one connection runs at once; past it reading pauses.
     max_in_flight: Annotated[int, Meta(ge=1, le=10_000)] = 64
+    #: Elements one batch may hold; a longer batch is refused whole (``-32600``).
+    max_batch: Annotated[int, Meta(ge=1, le=10_000)] = 100
     send_queue: Annotated[int, Meta(ge=1, le=1_000_000)] = 1024
     #: Bytes of frames queued per connection; a frame is always let into an empty queue.
     send_queue_bytes: Annotated[int, Meta(ge=64 * 1024, le=64 * 1024 * MiB)] = 16 * MiB
@@ -87,7 +92,11 @@ class AuthConfig:
     require_auth: bool = True
     token: Secret | None = attrs.field(default=None, metadata=SECRET)
     handshake_timeout_s: Seconds = 10.0
+    #: Failed ``connect``s from one address within a minute answered at once; past them each
+    #: failure is answered after a delay (0.25 s, doubling). A correct token never waits.
     failures_per_minute: Annotated[int, Meta(ge=1, le=10_000)] = 20
+    #: The longest that delay gets.
+    failure_delay_max_s: Annotated[float, Meta(ge=0, le=60)] = 5.0
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from ._errors import (
     error_from_object as error_from_object,
 )
 from ._frames import (
+    MAX_ID_DIGITS as MAX_ID_DIGITS,
     Dropped as Dropped,
     Id as Id,
     Invalid as Invalid,

@@ -13,8 +13,10 @@ import attrs
 import msgspec
 
 from ._errors import AlephError, InvalidParams, InvalidRequest, ParseError
+from ._reread import HugeInt, reread
 
 __all__ = [
+    "MAX_ID_DIGITS",
     "Dropped",
     "Id",
     "Invalid",
@@ -78,17 +80,30 @@ class Message:
     batch: bool
 
 
-def parse_message(text: str | bytes) -> Message:
-    """Parse one frame. Never raises: every problem becomes an :class:`Invalid` item."""
+def parse_message(text: str | bytes, *, max_batch: int | None = None) -> Message:
+    """Parse one frame. Never raises: every problem becomes an :class:`Invalid` item.
+
+    A batch of more than ``max_batch`` elements is answered as a whole with one ``-32600``
+    (``data.max_batch``), like an empty one: none of its elements runs.
+    """
     try:
         doc = _decoder.decode(text)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeError) as exc:
-        return Message([Invalid(None, ParseError(f"Parse error: {_short(exc)}"))], batch=False)
+        doc = reread(text, exc)
+        if isinstance(doc, ParseError):
+            return Message([Invalid(None, doc)], batch=False)
     except RecursionError:
         return Message([Invalid(None, ParseError("Parse error: nesting too deep"))], batch=False)
     if isinstance(doc, list):
         if not doc:
             return Message([Invalid(None, InvalidRequest("Invalid request: empty batch"))], False)
+        if max_batch is not None and len(doc) > max_batch:
+            error = InvalidRequest(
+                f"Invalid request: a batch may hold at most {max_batch} elements"
+                f" (this one has {len(doc)})",
+                {"max_batch": max_batch},
+            )
+            return Message([Invalid(None, error)], batch=False)
         return Message([parse_item(element) for element in doc], batch=True)
     return Message([parse_item(doc)], batch=False)
 
@@ -104,6 +119,8 @@ def parse_item(doc: object) -> Item:
         return _invalid('"method" must be a non-empty string')
     has_id = "id" in doc
     id_ = doc.get("id")
+    if isinstance(id_, HugeInt) or (_is_int(id_) and not -_ID_BOUND < id_ < _ID_BOUND):
+        return _invalid(f'an integer "id" may have at most {MAX_ID_DIGITS} digits')
     if has_id and not (id_ is None or isinstance(id_, str) or _is_int(id_)):
         return _invalid('"id" must be a string, an integer or null')
     for key in doc:
@@ -123,6 +140,10 @@ def parse_item(doc: object) -> Item:
 
 
 _MEMBERS = frozenset({"jsonrpc", "method", "params", "id"})
+#: Integer ids are echoed exactly up to this many digits (the sign not counted); longer ones
+#: make the request invalid. 100 digits hold any 64-, 128- or 256-bit counter.
+MAX_ID_DIGITS = 100
+_ID_BOUND = 10**MAX_ID_DIGITS
 
 
 def _is_int(value: object) -> bool:
@@ -131,11 +152,6 @@ def _is_int(value: object) -> bool:
 
 def _invalid(why: str) -> Invalid:
     return Invalid(None, InvalidRequest(f"Invalid request: {why}"))
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc)
-    return text[:200] if text else type(exc).__name__
 
 
 def encode_result(id_: Id, result: object) -> bytes:

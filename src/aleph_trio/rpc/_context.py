@@ -34,6 +34,11 @@ class Peer(Protocol):
 
     def authenticate(self, principal: Principal, client_id: str | None) -> None: ...
 
+    @property
+    def auth_failures(self) -> int:
+        """Failed ``connect``s on this connection so far."""
+        ...
+
     def note_auth_failure(self) -> int:
         """Count a failed ``connect``; returns the count so far (the peer closes at the limit)."""
         ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 import attrs
@@ -10,9 +9,9 @@ import trio
 from msgspec import Meta
 
 from .._version import __version__
-from ..auth import OWNER
+from ..auth import MAX_FAILURES_PER_CONNECTION, OWNER
 from ..kernel import component_logger
-from ..protocol import AuthFailed, RateLimited
+from ..protocol import AuthFailed
 from ._context import CallContext
 from ._registry import Namespace
 
@@ -40,18 +39,19 @@ async def connect(ctx: CallContext, params: ConnectParams) -> dict[str, Any]:
     if not gateway.config.auth.require_auth:
         principal = OWNER
     else:
-        now = trio.current_time()
-        wait = gateway.failures.retry_after(peer.address, now)
-        if wait > 0:
-            raise RateLimited(
-                "Too many failed authentication attempts from this address; retry later",
-                retry_after_ms=math.ceil(wait * 1000),
+        if peer.auth_failures >= MAX_FAILURES_PER_CONNECTION:
+            # Pipelined or batched attempts past the limit: no more tokens are checked here.
+            raise AuthFailed(
+                "Authentication failed: too many failed attempts on this connection,"
+                " which is being closed"
             )
-        found = gateway.auth.authenticate(params.token)
+        found = gateway.auth.authenticate(params.token)  # constant time for the owner token
         if found is None:
-            gateway.failures.record_failure(peer.address, now)
             count = peer.note_auth_failure()
+            delay = gateway.failures.record_failure(peer.address, trio.current_time())
             log.warning("failed connect from %s (%d on this connection)", peer.address, count)
+            # Guessing gets slower; the right token, checked above, never waits.
+            await trio.sleep(delay)
             raise AuthFailed("Authentication failed: the token is wrong, expired or revoked")
         principal = found
     peer.authenticate(principal, params.client_id)

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING, final
 import attrs
 import trio
 
-from ..auth import OWNER, Principal
+from ..auth import MAX_FAILURES_PER_CONNECTION, OWNER, Principal
 from ..kernel import Event, Subscriber, component_logger
 from ..protocol import (
     AlephError,
     Dropped,
+    Id,
     InternalError,
     Invalid,
     InvalidRequest,
@@ -42,7 +43,6 @@ log = component_logger("server")
 
 #: Message size limit before the connection has authenticated (PROTOCOL §1).
 PRE_AUTH_MAX_MESSAGE = 64 * 1024
-MAX_AUTH_FAILURES = 5
 
 
 @attrs.frozen
@@ -115,9 +115,13 @@ class Connection:
         self._transport.max_message_size = self._gateway.config.server.max_message_bytes
         self._authenticated.set()
 
+    @property
+    def auth_failures(self) -> int:
+        return self._auth_failures
+
     def note_auth_failure(self) -> int:
         self._auth_failures += 1
-        if self._auth_failures >= MAX_AUTH_FAILURES:
+        if self._auth_failures >= MAX_FAILURES_PER_CONNECTION:
             self._close_after_reply = (1008, "too many failed authentication attempts")
         return self._auth_failures
 
@@ -177,34 +181,54 @@ class Connection:
             nursery.start_soon(self._handle_message, message)
 
     async def _handle_message(self, message: str | bytes) -> None:
+        """Runs on the in-flight slot the reader took for this message."""
         try:
             if isinstance(message, bytes):
                 error = InvalidRequest("Invalid request: binary frames are not supported")
                 await self._outbound.send(encode_error(None, error))
                 return
-            parsed = parse_message(message)
+            server = self._gateway.config.server
+            parsed = parse_message(message, max_batch=server.max_batch)
             if not parsed.batch:
-                reply = await self._handle_item(parsed.items[0])
+                item = parsed.items[0]
+                reply = await self._handle_item(item)
                 if reply is not None:
-                    await self._outbound.send(reply)
+                    budget = ResponseBudget(server.max_message_bytes, batch=False)
+                    await self._outbound.send(budget.admit(_id_of(item), reply))
             else:
-                replies: list[bytes] = []
-
-                async def run_item(item: Item) -> None:
-                    reply = await self._handle_item(item)
-                    if reply is not None:
-                        replies.append(reply)
-
-                async with trio.open_nursery() as batch:
-                    for item in parsed.items:
-                        batch.start_soon(run_item, item)
-                if replies:
-                    await self._outbound.send(encode_batch(replies))
+                await self._handle_batch(parsed.items, server.max_message_bytes)
             if self._close_after_reply is not None:
                 self.close_soon(*self._close_after_reply)
         finally:
             self._in_flight.release()
             self.requests_handled += 1
+
+    async def _handle_batch(self, items: list[Item], max_bytes: int) -> None:
+        """Elements run concurrently, each on an in-flight slot of its own like a separate
+        request (the first on the message's), so a batch cannot run more than
+        ``server.max_in_flight`` at once; the answer is kept within ``max_bytes``."""
+        replies: list[bytes] = []
+        budget = ResponseBudget(max_bytes, batch=True)
+
+        async def run_item(item: Item, own_slot: bool) -> None:
+            try:
+                reply = await self._handle_item(item)
+            finally:
+                if own_slot:
+                    self._in_flight.release()
+            if reply is not None:
+                replies.append(budget.admit(_id_of(item), reply))
+
+        async with trio.open_nursery() as batch:
+            for index, item in enumerate(items):
+                if index:
+                    try:
+                        self._in_flight.acquire_nowait()
+                    except trio.WouldBlock:
+                        await self._in_flight.acquire()
+                batch.start_soon(run_item, item, index > 0)
+        if replies:
+            await self._outbound.send(encode_batch(replies))
 
     async def _handle_item(self, item: Item) -> bytes | None:
         if isinstance(item, Invalid):
@@ -291,3 +315,34 @@ class Connection:
             in_flight=self._gateway.config.server.max_in_flight - self._in_flight.value,
             patterns=tuple(self._subscriber.patterns),
         )
+
+
+def _id_of(item: Item) -> Id:
+    return item.id if isinstance(item, (Request, Invalid)) else None
+
+
+@final
+class ResponseBudget:
+    """Keeps a response, single or a whole batch, within ``limit`` bytes: a reply that would
+    pass it is replaced by a short ``-32603`` naming the size (``data.reason = "limit"``)."""
+
+    def __init__(self, limit: int, *, batch: bool) -> None:
+        self._limit = limit
+        self._batch = batch
+        self._used = 1 if batch else 0  # "[" + (reply + "," or "]") per element
+
+    def admit(self, id_: Id, reply: bytes) -> bytes:
+        size = self._used + len(reply) + (1 if self._batch else 0)
+        if size > self._limit:
+            what = "response too large"
+            if self._batch:
+                what = "batch response too large with this element"
+            log.warning("%s: %d bytes, limit %d", what, size, self._limit)
+            error = InternalError(
+                f"Internal error: {what} ({size} bytes, limit {self._limit})",
+                {"reason": "limit", "bytes": size, "limit": self._limit},
+            )
+            reply = encode_error(id_, error)
+            size = self._used + len(reply) + (1 if self._batch else 0)
+        self._used = size
+        return reply

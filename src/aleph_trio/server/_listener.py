@@ -9,7 +9,7 @@ import trio
 
 from ..kernel import component_logger
 from ._connection import Connection
-from ._websocket import WebSocketTransport
+from ._websocket import TransportClosed, WebSocketTransport
 
 if TYPE_CHECKING:
     from .._gateway import Gateway
@@ -42,23 +42,33 @@ def _address(stream: trio.abc.Stream) -> str:
     return str(peer) or "local"
 
 
+async def _upgrade(transport: WebSocketTransport, allowed_origins: Sequence[str]) -> bool:
+    """Answer the HTTP upgrade; ``False`` when there is no WebSocket to serve: refused, nothing
+    or an unfinished request within ``UPGRADE_TIMEOUT_S``, or the peer gone before the answer."""
+    with trio.move_on_after(UPGRADE_TIMEOUT_S):
+        try:
+            request = await transport.receive_handshake()
+            if request is None:
+                return False
+            if request.path not in WS_PATHS:
+                await transport.reject(404, "Not found: the WebSocket endpoint is / or /ws\n")
+                return False
+            if not origin_allowed(request.origin, allowed_origins):
+                await transport.reject(403, "Forbidden: origin not allowed\n")
+                return False
+            await transport.accept()
+        except TransportClosed:
+            return False
+        return transport.is_open
+    return False
+
+
 async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
     """Speak WebSocket on ``stream`` and run a :class:`Connection` on it until it closes."""
     config = gateway.config
     transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
     try:
-        with trio.move_on_after(UPGRADE_TIMEOUT_S):
-            request = await transport.receive_handshake()
-            if request is None:
-                return
-            if request.path not in WS_PATHS:
-                await transport.reject(404, "Not found: the WebSocket endpoint is / or /ws\n")
-                return
-            if not origin_allowed(request.origin, config.server.allowed_origins):
-                await transport.reject(403, "Forbidden: origin not allowed\n")
-                return
-            await transport.accept()
-        if request is None or not transport.is_open:
+        if not await _upgrade(transport, config.server.allowed_origins):
             return
         connection = Connection(gateway, transport, address=_address(stream))
         with gateway.track(connection):

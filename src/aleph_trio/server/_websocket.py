@@ -9,6 +9,7 @@ are waiting.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -38,6 +39,8 @@ RECEIVE_CHUNK = 65536
 #: How long a write already under way may take to finish once its task is cancelled (or, on
 #: streams that are not sockets, at all); past that the stream is aborted.
 FINISH_WRITE_S = 5.0
+#: How long a peer that broke the protocol has to close once our close frame is on its way.
+LINGER_S = 2.0
 
 
 class TransportClosed(Exception):
@@ -151,15 +154,53 @@ class WebSocketTransport:
             assert isinstance(event, BytesMessage)
             return b"".join(parts)  # type: ignore[arg-type]
         if isinstance(event, Ping):
-            await self._send_raw(self._ws.send(event.response()))
+            if self._ws.state == ConnectionState.OPEN:
+                await self._send_raw(self._ws.send(event.response()))
         elif isinstance(event, Pong):
             self._pong.set()
         elif isinstance(event, CloseConnection):
-            self._closed = TransportClosed(event.code, event.reason or "")
-            if self._ws.state == ConnectionState.REMOTE_CLOSING:
-                await self._send_raw(self._ws.send(event.response()))
-            await self.abort()
+            await self._closing(event)
         return None
+
+    async def _closing(self, event: CloseConnection) -> None:
+        """The peer's close frame, or (state still open) wsproto failing the WebSocket because
+        a frame broke RFC 6455: invalid UTF-8 (1007), no mask, reserved bits or opcodes (1002).
+        Either way a close frame goes out (the answer, or ours with that code) and the stream
+        is closed at once: nothing more is read from a peer that broke the protocol."""
+        reason = event.reason or ""
+        if self._ws.state == ConnectionState.OPEN and event.code == 1007:
+            reason = f"text frame is not valid UTF-8 ({reason})"
+        self._closed = TransportClosed(event.code, reason)
+        failed = self._ws.state == ConnectionState.OPEN
+        if self._ws.state in (ConnectionState.REMOTE_CLOSING, ConnectionState.OPEN):
+            frame = self._ws.send(
+                CloseConnection(code=event.code, reason=reason) if failed else event.response()
+            )
+            with contextlib.suppress(TransportClosed):
+                await self._send_raw(frame)
+        if failed:
+            await self._linger()
+        await self.abort()
+
+    async def _linger(self) -> None:
+        """Let our close frame reach a peer that broke the protocol before the TCP close.
+
+        Closing a socket with unread data in it makes the kernel answer with a reset, which can
+        destroy the close frame before the peer reads it (a client that pipelined frames after
+        the bad one would see 1006). So the write side is shut (FIN after the close frame) and
+        whatever the peer still sends is dropped unread until it closes, for ``LINGER_S`` at
+        most."""
+        if self._socket is None or self._stream_closed or self._poisoned:
+            return
+        stream = self._stream
+        assert isinstance(stream, trio.SocketStream)
+        with trio.move_on_after(LINGER_S):
+            try:
+                await stream.send_eof()
+                while await stream.receive_some(RECEIVE_CHUNK):
+                    pass
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
 
     async def _receive_into_wsproto(self) -> bool:
         try:
@@ -232,7 +273,11 @@ class WebSocketTransport:
         return True
 
     async def ping(self) -> trio.Event:
-        """Send a ping; the returned event is set when a pong arrives."""
+        """Send a ping; the returned event is set when a pong arrives. Raises
+        :class:`TransportClosed` once a close frame was sent or received (a ping may fall due
+        while the peer's close is being answered)."""
+        if self._closed is not None or self._ws.state != ConnectionState.OPEN:
+            raise self._closed or TransportClosed(1006, "not open")
         self._pong = trio.Event()
         await self._send_raw(self._ws.send(Ping(payload=os.urandom(4))))
         return self._pong
