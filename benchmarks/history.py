@@ -156,8 +156,7 @@ class Side:
                         str(self.data_dir), "--runs", str(runs)], env=env, check=True)  # fmt: skip
         say(f"{name}: history written in {time.perf_counter() - t0:.1f} s")
         cmd = [sys.executable, "-m", "aleph_trio", "--host", "127.0.0.1", "--port", "0",
-               "--data-dir", str(self.data_dir), "--config", str(config),
-               "--print-token"]  # fmt: skip
+               "--data-dir", str(self.data_dir), "--config", str(config)]  # fmt: skip
         self.server = Server(f"gateway-{name}", cmd, bench)
         self.server.env = env
         self.client: WSClient | None = None

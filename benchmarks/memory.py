@@ -62,8 +62,7 @@ class Side:
         self.name = name
         self.src = src
         cmd = [sys.executable, "-m", "aleph_trio", "--host", "127.0.0.1", "--port", "0",
-               "--data-dir", bench.data_dir(), "--config", str(config),
-               "--print-token"]  # fmt: skip
+               "--data-dir", bench.data_dir(), "--config", str(config)]  # fmt: skip
         self.server = Server(f"gateway-{name}", cmd, bench)
         self.server.env = {**bench.env, "PYTHONPATH": str(src)}
         self.client: WSClient | None = None

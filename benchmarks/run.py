@@ -97,6 +97,8 @@ class Server:
                 url = line.split(" ", 1)[1]
             elif " listening on ws://" in line:  # python -m aleph_trio
                 url = line.rsplit(" ", 1)[1]
+            elif line.startswith("owner token: in /"):  # the gateway says where it keeps it
+                token = Path(line.removeprefix("owner token: in ")).read_text().strip()
             elif line.startswith("owner token: "):
                 token = line.split(": ", 1)[1]
             elif line.startswith("token "):
@@ -209,7 +211,7 @@ class Bench:
     def gateway_cmd(self, port: int = 0) -> list[str]:
         """``python -m aleph_trio`` as shipped, authentication on."""
         return [self.python, "-m", "aleph_trio", "--host", "127.0.0.1", "--port", str(port),
-                "--data-dir", self.data_dir(), "--print-token"]  # fmt: skip
+                "--data-dir", self.data_dir()]  # fmt: skip
 
     def baseline(self) -> Server:
         return Server("baseline", self.baseline_cmd(), self)

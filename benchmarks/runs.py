@@ -156,7 +156,7 @@ class Procs:
         data_dir = self.bench.data_dir()
         if self.profile_dir is None:
             cmd = [sys.executable, "-m", "aleph_trio", "--host", "127.0.0.1", "--port", "0",
-                   "--data-dir", data_dir, "--config", config, "--print-token"]  # fmt: skip
+                   "--data-dir", data_dir, "--config", config]  # fmt: skip
         else:
             out = self.profile_dir / f"runs-profile-{name}.prof"
             cmd = [sys.executable, str(Path(__file__).resolve()), "--serve", data_dir,

@@ -27,8 +27,10 @@ class Server:
 
 
 async def start_server(
-    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None, stderr: Path | None = None
 ) -> AsyncIterator[Server]:
+    """Start a gateway on ``tmp_path/data``; ``stderr`` names a file for its log (else it is
+    dropped)."""
     config = tmp_path / "absent.toml"
     cmd = [
         sys.executable,
@@ -42,9 +44,16 @@ async def start_server(
         str(config),
         *args,
     ]
-    process = await trio.lowlevel.open_process(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env or env_without_token()
-    )
+    log: int = subprocess.DEVNULL
+    if stderr is not None:
+        log = os.open(stderr, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        process = await trio.lowlevel.open_process(
+            cmd, stdout=subprocess.PIPE, stderr=log, env=env or env_without_token()
+        )
+    finally:
+        if stderr is not None:
+            os.close(log)  # the child has its own copy
     assert process.stdout is not None
     lines: list[str] = []
     buffer = b""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import stat
 import subprocess
@@ -162,3 +163,36 @@ def test_main_is_callable_for_usage_errors(
 )
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+async def logged_session(tmp_path: Path, *args: str) -> str:
+    """Start a gateway with ``args``, connect and call ``health``, stop it; its log."""
+    tmp_path.mkdir(exist_ok=True)
+    log = tmp_path / "gateway.log"
+    async for server in start_server(tmp_path, *args, stderr=log):
+        token = (tmp_path / "data" / "token").read_text().strip()
+        with trio.fail_after(20):
+            async with open_client(server.url, token=token) as client:
+                await client.call("health")
+            server.process.send_signal(signal.SIGTERM)
+            assert await server.process.wait() == 0
+    return log.read_text()
+
+
+async def test_log_level_debug_shows_what_an_operator_looks_for(tmp_path: Path) -> None:
+    text = await logged_session(tmp_path, "--log-level", "debug")
+    assert re.search(r"aleph_trio\.server: conn_\w+ opened from 127\.0\.0\.1", text), text
+    assert re.search(r"aleph_trio\.auth: conn_\w+ \(127\.0\.0\.1\) authenticated as owner", text)
+    assert re.search(r"aleph_trio\.rpc: conn_\w+ health: ok in \d+\.\d\d ms", text)
+    assert re.search(r"aleph_trio\.server: closing conn_\w+ \(127\.0\.0\.1\)", text)
+    assert "DEBUG   httpx" not in text and "DEBUG   trio" not in text  # only our loggers
+
+
+async def test_info_hides_debug_and_components_pick_one(tmp_path: Path) -> None:
+    text = await logged_session(tmp_path / "info")
+    assert " DEBUG " not in text
+    config = tmp_path / "rpc.toml"
+    config.write_text('[logging]\nlevel = "info"\ncomponents = { rpc = "debug" }\n')
+    text = await logged_session(tmp_path / "rpc", "--config", str(config))
+    assert re.search(r"aleph_trio\.rpc: conn_\w+ health: ok", text), text
+    assert "opened from" not in text  # the server component stays at info

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 from ..kernel import GatewayError, component_logger
@@ -15,7 +17,7 @@ from ..protocol import (
 from ..store import StoreError
 from ._context import CallContext
 from ._errors import wire_error
-from ._registry import Registry
+from ._registry import Method, Registry
 
 __all__ = ["dispatch"]
 
@@ -42,6 +44,22 @@ async def dispatch(
         raise PermissionDenied(
             f"Permission denied: {method.name} is not allowed for this connection"
         )
+    if not log.isEnabledFor(logging.DEBUG):
+        return await _call(method, ctx, params)
+    started = time.perf_counter()
+    outcome = "ok"
+    try:
+        return await _call(method, ctx, params)
+    except AlephError as exc:
+        outcome = f"error {exc.code}"
+        raise
+    finally:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("%s %s: %s in %.2f ms", ctx.peer.connection_id, method.name, outcome, elapsed_ms)
+
+
+async def _call(method: Method, ctx: CallContext, params: dict[str, Any] | None) -> object:
+    """The handler on decoded params, with its domain errors mapped and its bugs contained."""
     decoded = method.decode(params)
     try:
         return await method.handler(ctx, decoded)

@@ -55,6 +55,13 @@ async def connect(ctx: CallContext, params: ConnectParams) -> dict[str, Any]:
             raise AuthFailed("Authentication failed: the token is wrong, expired or revoked")
         principal = found
     peer.authenticate(principal, params.client_id)
+    log.debug(
+        "%s (%s) authenticated as %s %s",
+        peer.connection_id,
+        peer.address,
+        principal.role,
+        principal.principal_id,
+    )
     return {
         "authenticated": True,
         "connection_id": peer.connection_id,

@@ -138,6 +138,7 @@ class Connection:
 
     async def run(self) -> None:
         gateway = self._gateway
+        log.debug("%s opened from %s", self._id, self._address)
         if not gateway.config.auth.require_auth:
             self.authenticate(OWNER, None)
         try:
@@ -157,6 +158,8 @@ class Connection:
             code, reason = self._close_code or (1000, "")
             if code != 1000:
                 log.info("closing %s (%s): %d %s", self._id, self._address, code, reason)
+            else:
+                log.debug("closing %s (%s): 1000", self._id, self._address)
             with trio.CancelScope(shield=True), trio.move_on_after(3.0):
                 await self._transport.aclose(code, reason)
 

@@ -19,7 +19,6 @@ __all__ = ["WS_PATHS", "origin_allowed", "serve_stream"]
 log = component_logger("server")
 
 WS_PATHS = frozenset({"/", "/ws"})
-UPGRADE_TIMEOUT_S = 10.0
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
@@ -42,10 +41,12 @@ def _address(stream: trio.abc.Stream) -> str:
     return str(peer) or "local"
 
 
-async def _upgrade(transport: WebSocketTransport, allowed_origins: Sequence[str]) -> bool:
+async def _upgrade(
+    transport: WebSocketTransport, allowed_origins: Sequence[str], timeout_s: float
+) -> bool:
     """Answer the HTTP upgrade; ``False`` when there is no WebSocket to serve: refused, nothing
-    or an unfinished request within ``UPGRADE_TIMEOUT_S``, or the peer gone before the answer."""
-    with trio.move_on_after(UPGRADE_TIMEOUT_S):
+    or an unfinished request within ``timeout_s``, or the peer gone before the answer."""
+    with trio.move_on_after(timeout_s):
         try:
             request = await transport.receive_handshake()
             if request is None:
@@ -68,7 +69,10 @@ async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
     config = gateway.config
     transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
     try:
-        if not await _upgrade(transport, config.server.allowed_origins):
+        # auth.handshake_timeout_s bounds the HTTP upgrade as it bounds `connect` after it.
+        if not await _upgrade(
+            transport, config.server.allowed_origins, config.auth.handshake_timeout_s
+        ):
             return
         connection = Connection(gateway, transport, address=_address(stream))
         with gateway.track(connection):
