@@ -85,7 +85,9 @@ async def slow_consumer_is_closed(port: int, token: str, client: Client) -> None
             if event.topic == "agent.completed":
                 pending.discard(event.data["run_id"])
             assert event.topic not in ("agent.error", "agent.cancelled"), event
-    assert await close_code(slow) == 1008
+    code = await close_code(slow)
+    await slow.stream.aclose()
+    assert code == 1008
 
 
 async def pings_race_closes(port: int, token: str) -> None:

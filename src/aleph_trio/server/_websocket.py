@@ -330,11 +330,12 @@ class WebSocketTransport:
         try:
             if self._stream_closed or self._poisoned:
                 raise self._closed or TransportClosed(1006, "connection lost")
-            if self._tail:
-                data, self._tail = self._tail + data, b""
+            tail = self._tail
+            if tail:
+                data, self._tail = tail + data, b""
             try:
                 if self._socket is not None:
-                    await self._send_on_socket(self._socket, data)
+                    await self._send_on_socket(self._socket, data, tail)
                 else:
                     await self._send_shielded(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -344,11 +345,14 @@ class WebSocketTransport:
         finally:
             self._send_lock.release()
 
-    async def _send_on_socket(self, sock: trio.socket.SocketType, data: bytes) -> None:
+    async def _send_on_socket(self, sock: trio.socket.SocketType, data: bytes, tail: bytes) -> None:
         """Write to a socket without a cancel scope on the common path.
 
         A cancellation can only cut a frame once part of it is in the kernel; only then is the
         rest finished under a shield (bounded by ``FINISH_WRITE_S``) so the stream stays framed.
+        ``data`` starts with ``tail``, the rest of a frame already partly written: cancelled
+        before anything went out, the new frames are dropped whole but the tail is kept, or the
+        next write would start a frame in the middle of that one.
         """
         view = memoryview(data)
         sent = 0
@@ -357,6 +361,7 @@ class WebSocketTransport:
                 sent += await sock.send(view[sent:])
         except trio.Cancelled:
             if sent == 0:
+                self._tail = tail
                 raise
             with trio.CancelScope(shield=True) as scope:
                 scope.deadline = trio.current_time() + FINISH_WRITE_S
