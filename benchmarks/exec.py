@@ -5,8 +5,9 @@
     python benchmarks/exec.py --quick    # fewer rounds, to check the harness
     python benchmarks/exec.py --only cancel
 
-The gateway is ``python -m aleph_trio --host 127.0.0.1 --port 0 --data-dir <fresh dir>``: default configuration, authentication on, a fresh gateway per benchmark. It is
-pinned to CPU 0 with ``taskset`` (so are the commands it starts); this process, the client, pins
+The gateway is ``python -m aleph_trio --host 127.0.0.1 --port 0 --data-dir <fresh dir>``:
+default configuration, authentication on, a fresh gateway per benchmark. It is pinned to
+CPU 0 with ``taskset`` (so are the commands it starts); this process, the client, pins
 itself to CPU 1. Every connection authenticates with ``connect`` and goes through the same
 minimal client as ``run.py`` (``_wsclient.py``); every time is taken with one clock in this
 process.

@@ -5,7 +5,8 @@
     python benchmarks/flood.py --quick    # shorter blocks, to check the harness
     python benchmarks/flood.py --only session_list
 
-The gateway is ``python -m aleph_trio --host 127.0.0.1 --port 0 --data-dir <fresh dir>``: default configuration (``server.max_batch`` 100, ``server.max_in_flight`` 64,
+The gateway is ``python -m aleph_trio --host 127.0.0.1 --port 0 --data-dir <fresh dir>``:
+default configuration (``server.max_batch`` 100, ``server.max_in_flight`` 64,
 ``server.max_message_bytes`` 4 MiB), authentication on, one gateway for the whole run. It is
 pinned to CPU 0 with ``taskset``; this process (the prober) and the flooding clients, each its own
 process so that neither waits for the other's interpreter, are pinned to CPU 1. Every connection
