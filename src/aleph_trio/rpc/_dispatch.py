@@ -45,7 +45,11 @@ async def dispatch(
             f"Permission denied: {method.name} is not allowed for this connection"
         )
     if not log.isEnabledFor(logging.DEBUG):
-        return await _call(method, ctx, params)
+        decoded = method.decode(params)
+        try:
+            return await method.handler(ctx, decoded)
+        except Exception as exc:
+            raise _failure(method, exc) from None
     started = time.perf_counter()
     outcome = "ok"
     try:
@@ -63,13 +67,18 @@ async def _call(method: Method, ctx: CallContext, params: dict[str, Any] | None)
     decoded = method.decode(params)
     try:
         return await method.handler(ctx, decoded)
-    except AlephError:
-        raise
-    except GatewayError as exc:
-        raise wire_error(exc) from None
-    except StoreError as exc:
+    except Exception as exc:
+        raise _failure(method, exc) from None
+
+
+def _failure(method: Method, exc: Exception) -> AlephError:
+    """The JSON-RPC error a handler's exception is answered with; bugs are logged here."""
+    if isinstance(exc, AlephError):
+        return exc
+    if isinstance(exc, GatewayError):
+        return wire_error(exc)
+    if isinstance(exc, StoreError):
         log.error("method %s: %s", method.name, exc)
-        raise InternalError(f"Internal error: {exc}") from None
-    except Exception:
-        log.exception("method %s failed", method.name)
-        raise InternalError(f"Internal error while running {method.name}") from None
+        return InternalError(f"Internal error: {exc}")
+    log.error("method %s failed", method.name, exc_info=exc)
+    return InternalError(f"Internal error while running {method.name}")

@@ -196,8 +196,10 @@ class Connection:
                 item = parsed.items[0]
                 reply = await self._handle_item(item)
                 if reply is not None:
-                    budget = ResponseBudget(server.max_message_bytes, batch=False)
-                    await self._outbound.send(budget.admit(_id_of(item), reply))
+                    if len(reply) > server.max_message_bytes:  # rare: only then the budget
+                        budget = ResponseBudget(server.max_message_bytes, batch=False)
+                        reply = budget.admit(_id_of(item), reply)
+                    await self._outbound.send(reply)
             else:
                 await self._handle_batch(parsed.items, server.max_message_bytes)
             if self._close_after_reply is not None:
