@@ -159,3 +159,12 @@ def code_line(machine: dict[str, Any]) -> str:
     """``code: commit <sha>[ + modified src/], src sha256 <digest>``."""
     modified = " + modified src/" if machine["src_modified"] else ""
     return f"code: commit {machine['commit']}{modified}, src sha256 {machine['src_sha256']}"
+
+
+def print_outcome(rows: list[dict[str, Any]], report: dict[str, Any], output: object) -> None:
+    """The last lines of every benchmark's output: wall time, where the figures went, and the
+    targets missed, if any."""
+    print(f"wall time {report['wall_time_s']} s; results in {output}")
+    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
+    if failed:
+        print("targets missed: " + "; ".join(failed))

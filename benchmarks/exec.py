@@ -73,6 +73,7 @@ from _table import (  # noqa: E402
     machine_line,
     make_row,
     measure_selected,
+    print_outcome,
     write_report,
 )
 from _wsclient import WSClient, decode, request  # noqa: E402
@@ -733,10 +734,7 @@ def main() -> int:
         "command started by this process"
     )
     print("other CPU: cores used by other processes while measuring")
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 

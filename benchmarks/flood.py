@@ -61,6 +61,7 @@ from _table import (  # noqa: E402
     format_table,
     machine_line,
     make_row,
+    print_outcome,
     write_report,
 )
 from _wsclient import WSClient, decode, request  # noqa: E402
@@ -432,10 +433,7 @@ def main() -> int:
     print("idle: the same health round trips on the same gateway with nobody flooding, measured "
           "in blocks alternating with the flooded ones")  # fmt: skip
     print("other CPU: cores used by other processes while measuring")
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 

@@ -48,7 +48,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import say, start_runner  # noqa: E402
-from _table import format_table, machine_line, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    format_table,
+    machine_line,
+    make_row,
+    print_outcome,
+    write_report,
+)
 from _wsclient import WSClient, decode, request  # noqa: E402
 from memory import baseline_src, src_digest  # noqa: E402
 from run import Bench, Server, machine_info  # noqa: E402
@@ -299,10 +305,7 @@ def main() -> int:
     print()
     print(format_table(rows, baseline="before"))
     print()
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 

@@ -42,7 +42,13 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import say, start_runner  # noqa: E402
-from _table import format_table, machine_line, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    format_table,
+    machine_line,
+    make_row,
+    print_outcome,
+    write_report,
+)
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 from run import Bench, Server, machine_info  # noqa: E402
 from runs import ProcsLoad, StubServer, spec_text  # noqa: E402
@@ -307,10 +313,7 @@ def main() -> int:
     print("  runs    " + "  ".join(f"{n:>6}" for n, _ in after.samples))
     for side in (before, after):
         print(f"  {side.name[:6]:<6}  " + "  ".join(f"{k / 1024:6.0f}" for _, k in side.samples))
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 

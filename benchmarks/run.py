@@ -47,7 +47,14 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from _common import monotonic_ns, raise_nofile_limit  # noqa: E402
-from _table import code_line, format_table, machine_line, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    code_line,
+    format_table,
+    machine_line,
+    make_row,
+    print_outcome,
+    write_report,
+)
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
 
 if TYPE_CHECKING:
@@ -852,10 +859,7 @@ def main() -> int:
     print(format_table(rows))
     print()
     print("other CPU: cores used by other processes while that pair was measured")
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 

@@ -65,6 +65,7 @@ from _table import (  # noqa: E402
     machine_line,
     make_row,
     measure_selected,
+    print_outcome,
     write_report,
 )
 from _wsclient import Closed, WSClient, decode, request  # noqa: E402
@@ -1031,10 +1032,7 @@ def main() -> int:
     print()
     print("direct: the same stub stream read by this process over plain HTTP (no gateway)")
     print("other CPU: cores used by other processes while measuring")
-    print(f"wall time {report['wall_time_s']} s; results in {output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, output)
     if args.profile:
         print()
         print_profile(output.parent / f"runs-profile-{args.profile}.prof")

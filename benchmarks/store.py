@@ -53,7 +53,14 @@ sys.path.insert(0, str(HERE))
 
 import trio  # noqa: E402
 from _common import monotonic_ns, raise_nofile_limit, say, start_runner  # noqa: E402
-from _table import code_line, format_table, machine_line, make_row, write_report  # noqa: E402
+from _table import (  # noqa: E402
+    code_line,
+    format_table,
+    machine_line,
+    make_row,
+    print_outcome,
+    write_report,
+)
 from _wsclient import WSClient, decode, request  # noqa: E402
 from run import (  # noqa: E402
     Bench,
@@ -967,10 +974,7 @@ def main() -> int:
     print()
     print("baseline: the same SQL in a plain loop on stdlib sqlite3 (one transaction per append)")
     print("other CPU: cores used by other processes while the gateway was measured")
-    print(f"wall time {report['wall_time_s']} s; results in {args.output}")
-    failed = [row["benchmark"].strip() for row in rows if row["pass"] is False]
-    if failed:
-        print("targets missed: " + "; ".join(failed))
+    print_outcome(rows, report, args.output)
     return 0
 
 
