@@ -15,6 +15,7 @@ import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.approvals import Policy, policy_hash
+from aleph_trio.approvals._procfs import group_members
 from aleph_trio.kernel import AgentConfig, EnvSecret, ProviderConfig
 from aleph_trio.protocol import AlephError
 from aleph_trio.store import ApprovalRecord
@@ -320,18 +321,7 @@ async def test_cancel_kills_the_whole_process_group(client: Client, tmp_path: Pa
 
 def alive_in_group(pgid: int) -> list[int]:
     """Processes of group ``pgid`` that still run (zombies waiting to be reaped count as gone)."""
-    alive = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        state, pgrp = fields[0], int(fields[2])
-        if pgrp == pgid and state != "Z":
-            alive.append(int(entry.name))
-    return alive
+    return [pid for pid, state in group_members(pgid) if state != b"Z"]
 
 
 async def test_background_children_do_not_outlive_the_command(
