@@ -10,6 +10,7 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config, open_gateway
+from aleph_trio.identities import DEFAULT_IDENTITY, persona_prompt
 from aleph_trio.kernel import AgentConfig, ProviderConfig, SessionsConfig
 from aleph_trio.protocol import AlephError
 from llmserver import LLMServer, Reply, serve_llm, sse
@@ -159,11 +160,12 @@ async def test_a_remote_model_writes_the_summary_and_runs_wait_for_it(
         assert "user: Q1" in prompt and "assistant: A1 and so on" in prompt
         assert "user: Q2" not in prompt
         third = llm.requests[3].body["messages"]
-        assert third[0] == {
+        assert third[0] == {"role": "system", "content": persona_prompt(DEFAULT_IDENTITY)}
+        assert third[1] == {
             "role": "system",
             "content": "Summary of the earlier conversation:\nThey asked two things.",
         }
-        assert [m["content"] for m in third[1:]] == ["Q2", "A2", "Q3"]
+        assert [m["content"] for m in third[2:]] == ["Q2", "A2", "Q3"]
         facts = await client.call("memory.search", {"query": "tea Oslo"})
         assert {f["content"] for f in facts["results"]} == {"Likes tea", "Lives in Oslo"}
 

@@ -64,6 +64,7 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approval.resolve",  # already resolved
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
+        "identity.set",  # no field, a blank name or persona, a new id without name or persona
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.

@@ -11,6 +11,7 @@ import pytest
 import trio
 
 from aleph_trio import Client, Config, open_gateway
+from aleph_trio.identities import DEFAULT_IDENTITY, persona_prompt
 from aleph_trio.kernel import (
     AgentConfig,
     EnvSecret,
@@ -22,6 +23,8 @@ from llmserver import DROP, LLMServer, Reply, serve_llm, sse
 from runhelp import assert_quiet, chunks, run_events, start, topics, wait_event
 
 KEY = "sk-live-very-secret-789"
+#: The agent's system prompt followed by the default identity's section.
+SYSTEM = "You are terse.\n\n" + persona_prompt(DEFAULT_IDENTITY)
 
 
 @pytest.fixture
@@ -102,7 +105,7 @@ async def test_openai_run_streams_and_counts_reported_usage(llm: LLMServer, data
         sent = llm.requests[0].body
         assert sent["model"] == "m"
         assert sent["messages"] == [
-            {"role": "system", "content": "You are terse."},
+            {"role": "system", "content": SYSTEM},
             {"role": "user", "content": "hi"},
         ]
         assert {t["function"]["name"] for t in sent["tools"]} == {
@@ -413,7 +416,7 @@ async def test_anthropic_run(llm: LLMServer, data_dir: Path) -> None:
         assert chunks(events) == "Hi" and topics(events)[-1] == "agent.completed"
         assert events[-1].data["tokens_used"] == 13
         body = llm.requests[0].body
-        assert body["system"] == "You are terse."
+        assert body["system"] == SYSTEM
         assert llm.requests[0].headers["x-api-key"] == KEY
 
 

@@ -152,6 +152,10 @@ async def test_commands_list_matches_registry_and_validation(
         "cron.pause",
         "cron.resume",
         "cron.status",
+        "identity.get",
+        "identity.set",
+        "identity.clear",
+        "identity.list",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

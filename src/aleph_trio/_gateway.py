@@ -27,6 +27,7 @@ import trio
 from .approvals import Approvals, ProcessGuard
 from .auth import Authenticator, FailureLimiter, owner_token
 from .cron import CronService, WallClock
+from .identities import IdentityService
 from .kernel import (
     ROOT,
     Config,
@@ -46,7 +47,7 @@ from .kernel import (
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import build_registry
-from .runs import AgentLoop, PromptBuilder, RunManager, RunStatistics
+from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
 from .store import Store, open_sqlite_store
@@ -121,7 +122,9 @@ class Gateway:
                 approvals=self.approvals, guard=self.commands, store=store, config=current
             )
         )
+        self.identities = IdentityService(store, bus)
         self.prompts = PromptBuilder(store)
+        self.prompts.add_section(self._identity_section)
         self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
         self.runs = RunManager(
             store=store,
@@ -157,6 +160,10 @@ class Gateway:
     @property
     def uptime_s(self) -> float:
         return time.monotonic() - self._started
+
+    async def _identity_section(self, agent: Agent, session_key: str) -> str:
+        """The active identity's persona, in every run's system prompt."""
+        return await self.identities.prompt_section()
 
     def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
         apply_levels(new.logging.level, dict(new.logging.components))

@@ -12,7 +12,20 @@ from ._registry import (
 
 def build_registry() -> Registry:
     """A registry holding every built-in method."""
-    from . import agent, auth, chat, config, cron, events, exec, memory, models, session, system
+    from . import (
+        agent,
+        auth,
+        chat,
+        config,
+        cron,
+        events,
+        exec,
+        identity,
+        memory,
+        models,
+        session,
+        system,
+    )
 
     return Registry(
         auth.ns,
@@ -26,4 +39,5 @@ def build_registry() -> Registry:
         models.ns,
         exec.ns,
         cron.ns,
+        identity.ns,
     )

@@ -8,6 +8,7 @@ from ._records import (
     ApprovalRecord as ApprovalRecord,
     CronJob as CronJob,
     CronRun as CronRun,
+    Identity as Identity,
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,

@@ -13,6 +13,7 @@ from ._records import (
     ApprovalRecord,
     CronJob,
     CronRun,
+    Identity,
     MemoryHit,
     MemoryItem,
     Message,
@@ -144,6 +145,27 @@ class Store(Protocol):
     ) -> list[CronRun]:
         """Mark cron runs whose status is one of ``statuses`` as failed (their jobs' last
         status too); returns them."""
+        ...
+
+    # identities
+    async def get_identity(self, identity_id: str) -> Identity | None: ...
+
+    async def list_identities(self) -> list[Identity]:
+        """Every stored identity, by id."""
+        ...
+
+    async def active_identity_id(self) -> str | None:
+        """The identity chosen last, or ``None`` when none was (or it was reset)."""
+        ...
+
+    async def save_identity(self, identity: Identity, *, activate: bool) -> None:
+        """Insert or replace ``identity`` and, when ``activate``, make it the active one, in one
+        transaction."""
+        ...
+
+    async def reset_identity(self, identity_id: str) -> None:
+        """Forget the stored fields of ``identity_id`` and which identity is active, in one
+        transaction."""
         ...
 
     # idempotency keys

@@ -10,6 +10,7 @@ __all__ = [
     "ApprovalRecord",
     "CronJob",
     "CronRun",
+    "Identity",
     "MemoryHit",
     "MemoryItem",
     "Message",
@@ -187,3 +188,18 @@ class CronRun:
         if self.error is None:
             del out["error"]
         return out
+
+
+@attrs.frozen
+class Identity:
+    """A persona for the system prompt (PROTOCOL §17); ``language`` and ``tone`` are optional."""
+
+    id: str
+    name: str
+    description: str
+    persona: str
+    language: str | None = None
+    tone: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in attrs.asdict(self).items() if v is not None}

@@ -150,6 +150,22 @@ MIGRATIONS: list[str] = [
     DROP INDEX messages_by_session;
     CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
     """,
+    # 6: identities (the shipped default is stored only once changed) and which one is active
+    """
+    CREATE TABLE identities (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        description TEXT NOT NULL,
+        persona     TEXT NOT NULL,
+        language    TEXT,
+        tone        TEXT
+    );
+
+    CREATE TABLE active_identity (
+        slot        INTEGER PRIMARY KEY CHECK (slot = 1),
+        identity_id TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -9,9 +9,9 @@
   nothing keeps running on a connection that is handed to the next caller.
 
 This module holds that machinery and the :class:`SQLiteStore` methods, each a thin wrapper that
-hands one function of a ``_sql_*`` module (sessions, runs, memory, cron) to the writer or to a
-reader. Opening connections and running work on them is in ``_sqlite_connections``; the schema
-and its migrations are in ``_schema``.
+hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities) to the
+writer or to a reader. Opening connections and running work on them is in
+``_sqlite_connections``; the schema and its migrations are in ``_schema``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import trio
 from ..kernel import now_ts, private_file
 from . import (
     _sql_cron as sql_cron,
+    _sql_identities as sql_identities,
     _sql_memory as sql_memory,
     _sql_runs as sql_runs,
     _sql_sessions as sql_sessions,
@@ -43,6 +44,7 @@ from ._records import (
     ApprovalRecord,
     CronJob,
     CronRun,
+    Identity,
     MemoryHit,
     MemoryItem,
     Message,
@@ -357,6 +359,25 @@ class SQLiteStore:
                 statuses=tuple(sorted(statuses)),
             )
         )
+
+    # -- identities ----------------------------------------------------------------------------
+
+    async def get_identity(self, identity_id: str) -> Identity | None:
+        return await self._read(partial(sql_identities.get_identity, identity_id=identity_id))
+
+    async def list_identities(self) -> list[Identity]:
+        return await self._read(sql_identities.list_identities)
+
+    async def active_identity_id(self) -> str | None:
+        return await self._read(sql_identities.active_identity_id)
+
+    async def save_identity(self, identity: Identity, *, activate: bool) -> None:
+        await self._write(
+            partial(sql_identities.save_identity, identity=identity, activate=activate)
+        )
+
+    async def reset_identity(self, identity_id: str) -> None:
+        await self._write(partial(sql_identities.reset_identity, identity_id=identity_id))
 
     # -- idempotency ---------------------------------------------------------------------------
 
