@@ -48,10 +48,15 @@ class IdentityService:
         self._bus = bus
         #: Changes read, merge and write; one at a time so none is lost.
         self._lock = trio.Lock()
+        #: The active identity once read. Only this service changes identities, and one gateway
+        #: holds a data dir, so every model call's prompt is built without a store read.
+        self._active: Identity | None = None
 
     async def active(self) -> Identity:
-        identity_id = await self._store.active_identity_id() or DEFAULT_IDENTITY.id
-        return await self._load(identity_id) or DEFAULT_IDENTITY
+        if self._active is None:
+            identity_id = await self._store.active_identity_id() or DEFAULT_IDENTITY.id
+            self._active = await self._load(identity_id) or DEFAULT_IDENTITY
+        return self._active
 
     async def list_all(self) -> list[Identity]:
         """The shipped default (as changed, if it was) and every other stored identity."""
@@ -96,14 +101,18 @@ class IdentityService:
                 language=merged["language"] or None,
                 tone=merged["tone"] or None,
             )
+            self._active = None  # cut short after the write, the next read asks the store
             await self._store.save_identity(updated, activate=True)
+            self._active = updated
         self._bus.publish("identity.changed", {"identity": updated.to_json()})
         return [name for name in FIELDS if name in given]
 
     async def clear(self) -> None:
         """Make the shipped default active again, as shipped; other identities are kept."""
         async with self._lock:
+            self._active = None
             await self._store.reset_identity(DEFAULT_IDENTITY.id)
+            self._active = DEFAULT_IDENTITY
         self._bus.publish("identity.changed", {"identity": DEFAULT_IDENTITY.to_json()})
 
     async def prompt_section(self) -> str:
