@@ -72,7 +72,7 @@ async def test_replace_range_is_atomic_and_keeps_order(db: Path) -> None:
             KEY, upto_id=ids[3], summary="summary of m0-m3", summary_tokens=7
         )
         assert (before, after) == (60, 27)
-        history = await store.history(KEY, limit=100)
+        _, history = await store.session_history(KEY, limit=100)
         assert [(m.role, m.content) for m in history] == [
             ("system", "summary of m0-m3"),
             ("user", "m4"),
@@ -107,7 +107,8 @@ async def test_failed_change_is_rolled_back_alone(db: Path) -> None:
             nursery.start_soon(keep)  # queued with the broken change: likely the same transaction
             with pytest.raises(StoreError):
                 await store._write(broken)
-        assert [m.content for m in await store.history(KEY, limit=10)] == ["kept"]
+        _, kept = await store.session_history(KEY, limit=10)
+        assert [m.content for m in kept] == ["kept"]
         assert await store.search_memory("half", limit=5) == []
 
 
@@ -157,7 +158,7 @@ async def test_cancelled_read_is_interrupted(db: Path) -> None:
         assert time.monotonic() - start < 2
         # The connection went back to the pool idle and usable.
         for _ in range(8):
-            assert await store.history(KEY, limit=1) == []
+            assert await store.session_history(KEY, limit=1) == (None, [])
 
 
 async def test_interrupted_snapshot_read_leaves_no_stale_snapshot(db: Path) -> None:

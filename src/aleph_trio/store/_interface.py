@@ -53,12 +53,6 @@ class Store(Protocol):
         """Append a message (creating the session on first use); returns it and ``created``."""
         ...
 
-    async def history(
-        self, session_key: str, *, limit: int, before_id: int | None = None
-    ) -> list[Message]:
-        """The newest ``limit`` messages (older than ``before_id``), oldest first."""
-        ...
-
     async def recent_history(self, session_key: str, *, max_tokens: int) -> list[Message]:
         """The newest messages whose ``tokens`` add up to at most ``max_tokens`` (the newest one
         always, even alone larger), oldest first, read at a cost that follows what is returned
@@ -68,7 +62,8 @@ class Store(Protocol):
     async def session_history(
         self, session_key: str, *, limit: int, before_id: int | None = None
     ) -> tuple[Session | None, list[Message]]:
-        """The session and its messages (as :meth:`history`), read from one snapshot."""
+        """The session and its newest ``limit`` messages (older than ``before_id``), oldest
+        first, read from one snapshot; ``(None, [])`` for a session that does not exist."""
         ...
 
     async def clear_session(self, session_key: str) -> int: ...

@@ -228,13 +228,6 @@ class SQLiteStore:
             )
         )
 
-    async def history(
-        self, session_key: str, *, limit: int, before_id: int | None = None
-    ) -> list[Message]:
-        return await self._read(
-            partial(sql_sessions.history, session_key=session_key, limit=limit, before_id=before_id)
-        )
-
     async def recent_history(self, session_key: str, *, max_tokens: int) -> list[Message]:
         return await self._read(
             partial(sql_sessions.recent_history, session_key=session_key, max_tokens=max_tokens)
