@@ -39,47 +39,44 @@ class ExecTool:
     guard: ProcessGuard
 
     async def __call__(self, ctx: ToolContext, params: ExecParams) -> str:
-        return await exec_command(self, ctx, params)
-
-
-async def exec_command(tool: ExecTool, ctx: ToolContext, params: ExecParams) -> str:
-    approvals, settings = tool.approvals, tool.config
-    run = ctx.run
-    if not params.command.strip():
-        raise ToolFailed("the command is empty")
-    cwd = await (trio.Path(params.cwd).expanduser() if params.cwd else trio.Path.cwd())
-    if not await cwd.is_dir():
-        raise ToolFailed(f"cwd {str(cwd)!r} is not an existing directory")
-    ticket = await approvals.submit(params.command, str(cwd), run.agent_id, run_id=run.run_id)
-    try:
-        if ticket.pending:
-            await run.set_status("waiting_approval")
-            decision = await ticket.wait()
-            await run.set_status("running")
-        else:
-            decision = await ticket.wait()
-    except BaseException:
-        await ticket.withdraw()
-        raise
-    if not decision.approved:
-        raise ToolFailed(f"the command was not run: {_refusal(decision.decision, ticket)}")
-    config = settings()  # read after the wait: a reload meanwhile applies
-    limits = config.exec
-    timeout_s = params.timeout_ms / 1000 if params.timeout_ms else limits.timeout_s
-    try:
-        result = await run_command(
-            params.command,
-            cwd=Path(cwd),
-            timeout_s=timeout_s,
-            max_output_bytes=limits.max_output_bytes,
-            env=child_environment(secret_env_names(config)),
-            guard=tool.guard,
+        run = ctx.run
+        if not params.command.strip():
+            raise ToolFailed("the command is empty")
+        cwd = await (trio.Path(params.cwd).expanduser() if params.cwd else trio.Path.cwd())
+        if not await cwd.is_dir():
+            raise ToolFailed(f"cwd {str(cwd)!r} is not an existing directory")
+        ticket = await self.approvals.submit(
+            params.command, str(cwd), run.agent_id, run_id=run.run_id
         )
-    except OSError as exc:
-        raise ToolFailed(f"the command could not be started: {exc}") from None
-    if result.timed_out:
-        raise ToolFailed(f"{result.describe()}\n(after {timeout_s:g} s)")
-    return result.describe()
+        try:
+            if ticket.pending:
+                await run.set_status("waiting_approval")
+                decision = await ticket.wait()
+                await run.set_status("running")
+            else:
+                decision = await ticket.wait()
+        except BaseException:
+            await ticket.withdraw()
+            raise
+        if not decision.approved:
+            raise ToolFailed(f"the command was not run: {_refusal(decision.decision, ticket)}")
+        config = self.config()  # read after the wait: a reload meanwhile applies
+        limits = config.exec
+        timeout_s = params.timeout_ms / 1000 if params.timeout_ms else limits.timeout_s
+        try:
+            result = await run_command(
+                params.command,
+                cwd=Path(cwd),
+                timeout_s=timeout_s,
+                max_output_bytes=limits.max_output_bytes,
+                env=child_environment(secret_env_names(config)),
+                guard=self.guard,
+            )
+        except OSError as exc:
+            raise ToolFailed(f"the command could not be started: {exc}") from None
+        if result.timed_out:
+            raise ToolFailed(f"{result.describe()}\n(after {timeout_s:g} s)")
+        return result.describe()
 
 
 def _refusal(decision: str, ticket: Ticket) -> str:
