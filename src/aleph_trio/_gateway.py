@@ -25,8 +25,9 @@ import platformdirs
 import trio
 
 from .approvals import Approvals, ProcessGuard
-from .auth import Authenticator, FailureLimiter, owner_token
+from .auth import Authenticator, FailureLimiter, Principal, owner_token
 from .cron import CronService, WallClock
+from .guests import GuestService, guest_principal_id
 from .identities import IdentityService
 from .kernel import (
     ROOT,
@@ -123,6 +124,8 @@ class Gateway:
             )
         )
         self.identities = IdentityService(store, bus)
+        self.guests = GuestService(store, on_gone=self._guest_gone)
+        self.auth.guest_resolvers.append(self._resolve_guest)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
         self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
@@ -164,6 +167,25 @@ class Gateway:
     async def _identity_section(self, agent: Agent, session_key: str) -> str:
         """The active identity's persona, in every run's system prompt."""
         return await self.identities.prompt_section()
+
+    def _resolve_guest(self, token: str) -> Principal | None:
+        """The guest an invitation token lets in, with the invitation's method globs."""
+        invitation = self.guests.resolve(token)
+        if invitation is None:
+            return None
+        return Principal(
+            "guest",
+            guest_principal_id(invitation.invitation_id),
+            invitation.permissions,
+            invitation_id=invitation.invitation_id,
+        )
+
+    def _guest_gone(self, invitation_id: str, reason: str) -> None:
+        """An invitation was revoked or expired: its guests' connections close (1008)."""
+        for connection in list(self.connections.values()):
+            principal = connection.principal
+            if principal is not None and principal.invitation_id == invitation_id:
+                connection.close_soon(1008, reason)
 
     def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
         apply_levels(new.logging.level, dict(new.logging.components))
@@ -372,6 +394,8 @@ async def _open_locked(
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.guests.load()
+            await gateway.services.start(nursery, "guests", gateway.guests.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

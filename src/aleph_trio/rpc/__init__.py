@@ -20,6 +20,7 @@ def build_registry() -> Registry:
         cron,
         events,
         exec,
+        guests,
         identity,
         memory,
         models,
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        guests.ns,
     )
