@@ -45,7 +45,11 @@ async def dispatch(
         raise AuthRequired("Authentication required: call connect first")
     if method is None:
         raise MethodNotFound(method_name)
-    if principal is not None and not principal.may_call(method.name, owner_only=method.owner_only):
+    if (
+        principal is not None
+        and not method.pre_auth  # connect: anyone may authenticate again
+        and not principal.may_call(method.name, owner_only=method.owner_only)
+    ):
         raise PermissionDenied(
             f"Permission denied: {method.name} is not allowed for this connection"
         )
