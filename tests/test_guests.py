@@ -20,6 +20,7 @@ import trio.testing
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.kernel import ServerConfig, format_ts, parse_ts, utc_now
 from aleph_trio.protocol import AlephError
+from aleph_trio.store import StoreError
 from rawws import RawWebSocket
 
 OpenRaw = Callable[..., Awaitable[RawWebSocket]]
@@ -238,3 +239,18 @@ async def test_guest_tokens_never_reach_logs_or_events(gateway: Gateway, client:
     assert invitation_id in logs
     for text in (*seen, logs):
         assert secret not in text
+
+
+async def test_a_guest_never_writes_into_a_session_someone_else_created(gateway: Gateway) -> None:
+    """The store's last line, for a session created between a guest's check and its write."""
+    store = gateway.store
+    key = "agent:main:contested"
+    await store.append_message(key, "main", "user", "first", tokens=1, owner_id="guest-a")
+    await store.append_message(key, "main", "user", "again", tokens=1, owner_id="guest-a")
+    await store.append_message(key, "main", "assistant", "owner", tokens=1)
+    with pytest.raises(StoreError, match="another principal"):
+        await store.append_message(key, "main", "user", "intruder", tokens=1, owner_id="guest-b")
+    session, messages = await store.session_history(key, limit=10)
+    assert session is not None and session.owner_id == "guest-a"
+    assert [m.content for m in messages] == ["first", "again", "owner"]
+    assert session.message_count == 3

@@ -182,6 +182,14 @@ def append_message(
         (session_key, agent_id, created_at, created_at, owner_id),
     )
     created = cur.rowcount == 1
+    if not created and owner_id is not None:
+        # A guest writes only into its own sessions, even one another principal created
+        # between the guest's check and this write.
+        (owner,) = conn.execute(
+            "SELECT owner_id FROM sessions WHERE session_key = ?", (session_key,)
+        ).fetchone()
+        if owner != owner_id:
+            raise StoreError(f"session {session_key} belongs to another principal")
     message_id = conn.execute(
         "INSERT INTO messages (session_key, role, content, created_at, tokens, run_id, "
         "tool_calls, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
