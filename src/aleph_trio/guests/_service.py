@@ -36,7 +36,13 @@ from ..kernel import (
 )
 from ..store import Invitation, Store
 
-__all__ = ["DEFAULT_EXPIRY_S", "GuestService", "guest_principal_id", "guest_session"]
+__all__ = [
+    "DEFAULT_EXPIRY_S",
+    "MAX_EXPIRY_S",
+    "GuestService",
+    "guest_principal_id",
+    "guest_session",
+]
 
 #: How long an invitation lasts when ``expires`` is not given: 24 hours.
 DEFAULT_EXPIRY_S = 24 * 3600.0

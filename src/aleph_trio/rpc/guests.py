@@ -10,12 +10,18 @@ from typing import Annotated, Any
 import attrs
 from msgspec import Meta
 
+from ..guests import MAX_EXPIRY_S
 from ._context import CallContext
 from ._registry import Namespace, NoParams
 
 ns = Namespace()
 
-Glob = Annotated[str, Meta(min_length=1, max_length=128)]
+Glob = Annotated[
+    str,
+    Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_*\-]+(\.[A-Za-z0-9_*\-]+)*(?!\n)$"),
+]
+Seconds = Annotated[float, Meta(gt=0, le=MAX_EXPIRY_S, description="seconds from now")]
+Time = Annotated[str, Meta(max_length=64, description="an RFC 3339 time")]
 
 
 @attrs.frozen
@@ -28,13 +34,8 @@ class CreateParams:
             description='method globs the guest may call, e.g. ["chat.*", "health"]',
         ),
     ]
-    expires: (
-        Annotated[
-            float | str,
-            Meta(description="seconds from now, or an RFC 3339 time (default: 24 hours)"),
-        ]
-        | None
-    ) = None
+    #: Seconds from now, or an RFC 3339 time (default: 24 hours).
+    expires: Seconds | Time | None = None
     name: Annotated[str, Meta(max_length=200)] | None = None
 
 
