@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernel import component_logger
+from ..web import MAX_HEAD_BYTES
 from ._connection import Connection
-from ._websocket import TransportClosed, WebSocketTransport
+from ._websocket import RECEIVE_CHUNK, TransportClosed, WebSocketTransport
 
 if TYPE_CHECKING:
     from .._gateway import Gateway
 
-__all__ = ["WS_PATHS", "origin_allowed", "serve_stream"]
+__all__ = ["WS_PATHS", "is_websocket_upgrade", "origin_allowed", "read_head", "serve_stream"]
 
 log = component_logger("server")
 
@@ -41,12 +42,40 @@ def _address(stream: trio.abc.Stream) -> str:
     return str(peer) or "local"
 
 
+async def read_head(stream: trio.abc.Stream) -> bytes | None:
+    """The bytes of a request head (up to its blank line, perhaps a little more); ``None`` if the
+    peer closed first. A head longer than ``MAX_HEAD_BYTES`` is returned unfinished, for the
+    HTTP side to refuse (431)."""
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_HEAD_BYTES:
+            break
+        try:
+            data = await stream.receive_some(RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if not data:
+            return None
+        head += data
+    return bytes(head)
+
+
+def is_websocket_upgrade(head: bytes) -> bool:
+    """Whether a request head asks for a WebSocket (``Upgrade: websocket``); the WebSocket
+    handshake then checks the rest of it."""
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
 async def _upgrade(
-    transport: WebSocketTransport, allowed_origins: Sequence[str], timeout_s: float
+    transport: WebSocketTransport, allowed_origins: Sequence[str], deadline: float
 ) -> bool:
     """Answer the HTTP upgrade; ``False`` when there is no WebSocket to serve: refused, nothing
-    or an unfinished request within ``timeout_s``, or the peer gone before the answer."""
-    with trio.move_on_after(timeout_s):
+    or an unfinished request by ``deadline``, or the peer gone before the answer."""
+    with trio.move_on_at(deadline):
         try:
             request = await transport.receive_handshake()
             if request is None:
@@ -65,14 +94,26 @@ async def _upgrade(
 
 
 async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
-    """Speak WebSocket on ``stream`` and run a :class:`Connection` on it until it closes."""
+    """Serve one stream: a WebSocket upgrade runs a :class:`Connection` until it closes; any
+    other request goes to the gateway's HTTP routes."""
     config = gateway.config
-    transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
+    # auth.handshake_timeout_s bounds the HTTP upgrade as it bounds `connect` after it.
+    deadline = trio.current_time() + config.auth.handshake_timeout_s
+    head = None
+    with trio.move_on_at(deadline):
+        head = await read_head(stream)
+    if head is None:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        return
+    if not is_websocket_upgrade(head):
+        await gateway.web.serve(stream, head)
+        return
+    transport = WebSocketTransport(
+        stream, max_message_size=config.server.max_message_bytes, initial=head
+    )
     try:
-        # auth.handshake_timeout_s bounds the HTTP upgrade as it bounds `connect` after it.
-        if not await _upgrade(
-            transport, config.server.allowed_origins, config.auth.handshake_timeout_s
-        ):
+        if not await _upgrade(transport, config.server.allowed_origins, deadline):
             return
         connection = Connection(gateway, transport, address=_address(stream))
         with gateway.track(connection):
