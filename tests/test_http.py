@@ -14,6 +14,7 @@ import trio.testing
 from aleph_trio import Config, Gateway, open_gateway
 from aleph_trio.client import open_client
 from aleph_trio.kernel import AuthConfig, ServerConfig
+from aleph_trio.protocol import AlephError
 from aleph_trio.web import Counter, Histogram, counter_family, histogram_family, render
 
 METRIC_LINE = re.compile(
@@ -134,9 +135,9 @@ async def test_metrics_count_requests_codes_and_latency(port: int, gateway: Gate
     async with open_client(f"ws://127.0.0.1:{port}/", token=gateway.owner_token) as client:
         for _ in range(3):
             await client.call("echo", {"n": 1})
-        with pytest.raises(Exception):
+        with pytest.raises(AlephError):
             await client.call("no.such.method")
-        with pytest.raises(Exception):
+        with pytest.raises(AlephError):
             await client.call("session.history", {"session_key": "bad key"})
         page = await one(
             port, get("/metrics", headers=f"Authorization: Bearer {gateway.owner_token}\r\n")
