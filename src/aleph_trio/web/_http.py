@@ -1,9 +1,10 @@
-"""Plain HTTP/1.1 on the gateway's port, through h11: keep-alive, limits, deadlines.
+"""Plain HTTP/1.1 on the gateway's port: keep-alive, pipelining, limits, deadlines.
 
 The listener reads a request head first; when it is not a WebSocket upgrade the stream comes
 here with the bytes already read. Each request gets ``request_timeout_s`` to arrive whole and
 be answered (a slow client is cut off, not waited for), and an idle keep-alive connection is
-closed after ``idle_timeout_s``.
+closed after ``idle_timeout_s``. Answers are written when the server is about to wait for the
+peer, so requests that arrived together are answered in one write.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from http import HTTPStatus
 from typing import final
 
 import attrs
-import h11
 import trio
 
 from ..kernel import component_logger
+from ._parser import HttpRequest, Refusal, RequestReader
 from ._routes import Response, Routes
 
 __all__ = ["MAX_HEAD_BYTES", "HttpLimits", "HttpServer"]
@@ -25,7 +26,7 @@ log = component_logger("server")
 
 #: The largest request head (request line and headers) accepted; past it: 431.
 MAX_HEAD_BYTES = 16 * 1024
-#: The largest request body read (and dropped: no route takes one); past it: 413.
+#: The largest request body accepted (and dropped: no route takes one); past it: 413.
 MAX_BODY_BYTES = 64 * 1024
 RECEIVE_CHUNK = 65536
 
@@ -37,7 +38,7 @@ class HttpLimits:
 
 
 class _Closed(Exception):
-    """The peer went away, or broke HTTP badly enough that nothing more can be said."""
+    """The peer went away."""
 
 
 @final
@@ -51,128 +52,106 @@ class HttpServer:
     async def serve(self, stream: trio.abc.Stream, initial: bytes) -> None:
         """Serve requests on ``stream`` (starting with the bytes in ``initial``) until the
         client closes, asks to close, idles past the limit, or breaks the protocol."""
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        conn.receive_data(initial)
+        http = _Exchange(stream, initial)
         first = True
         try:
             while True:
                 limits = self._limits()
-                if not first:
+                if not first and not http.reader.buffered:
                     # Idle: wait for the next request to start, then give it the full budget.
                     with trio.move_on_after(limits.idle_timeout_s) as idle:
-                        if not await _await_bytes(conn, stream):
+                        if not await http.receive():
                             return
                     if idle.cancelled_caught:
                         return
                 first = False
                 with trio.move_on_after(limits.request_timeout_s) as scope:
-                    if not await self._one(conn, stream):
-                        return
+                    keep_going = await self._one(http)
+                    if not keep_going:
+                        await http.flush()
                 if scope.cancelled_caught:
                     log.debug("http: request not finished within %g s", limits.request_timeout_s)
                     return
-                if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                if not keep_going:
                     return
-                conn.start_next_cycle()
         except _Closed:
             return
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _one(self, conn: h11.Connection, stream: trio.abc.Stream) -> bool:
-        """Read one request and answer it; ``False`` when the connection is done."""
-        try:
-            request = await _next_event(conn, stream)
-            if not isinstance(request, h11.Request):
-                return False
-            if _head_size(request) > MAX_HEAD_BYTES:
-                # h11 bounds only a head still arriving; one that came whole is measured here.
-                message = "Request header fields too large\n"
-                await _send(conn, stream, Response.text(431, message), close=True)
-                return False
-            body = 0
-            while True:
-                event = await _next_event(conn, stream)
-                if isinstance(event, h11.Data):
-                    body += len(event.data)
-                    if body > MAX_BODY_BYTES:
-                        await _send(conn, stream, Response.text(413, "Request body too large\n"))
-                        return False
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-                else:
-                    return False
-        except h11.RemoteProtocolError as exc:
-            if conn.our_state is h11.IDLE or conn.our_state is h11.SEND_RESPONSE:
-                status = exc.error_status_hint
-                message = "Request header fields too large\n" if status == 431 else "Bad request\n"
-                await _send(conn, stream, Response.text(status, message), close=True)
+    async def _one(self, http: _Exchange) -> bool:
+        """Read one request and queue its answer; ``False`` when the connection is done."""
+        request = await http.next_request()
+        if request is None:
+            return False
+        if isinstance(request, Refusal):
+            http.queue(Response.text(request.status, request.message + "\n"), close=True)
             return False
         try:
-            response = await self._routes.answer(
-                request.method.decode("ascii", "replace"),
-                request.target.decode("ascii", "replace"),
-                request.headers,
-            )
+            response = await self._routes.answer(request.method, request.target, request.headers)
         except Exception:
-            log.exception("http: answering %s failed", request.target.decode("ascii", "replace"))
+            log.exception("http: answering %s failed", request.target)
             response = Response.text(500, "Internal server error\n")
-        await _send(conn, stream, response, head_only=request.method == b"HEAD")
-        return True
+        http.queue(response, head_only=request.method == "HEAD", close=not request.keep_alive)
+        return request.keep_alive
 
 
-def _head_size(request: h11.Request) -> int:
-    size = len(request.method) + len(request.target) + 12
-    return size + sum(len(name) + len(value) + 4 for name, value in request.headers)
+@final
+class _Exchange:
+    """One HTTP connection: the request reader, and answers queued until the next read."""
+
+    def __init__(self, stream: trio.abc.Stream, initial: bytes) -> None:
+        self.stream = stream
+        self.reader = RequestReader(max_head=MAX_HEAD_BYTES, max_body=MAX_BODY_BYTES)
+        self.reader.feed(initial)
+        self._out = bytearray()
+
+    def queue(self, response: Response, *, head_only: bool = False, close: bool = False) -> None:
+        out = self._out
+        out += b"HTTP/1.1 %d %s\r\n" % (response.status, _phrase(response.status))
+        for name, value in response.headers:
+            out += b"%s: %s\r\n" % (name.encode("ascii"), value.encode("latin-1"))
+        out += b"content-length: %d\r\n" % len(response.body)
+        if close:
+            out += b"connection: close\r\n"
+        out += b"\r\n"
+        if not head_only:
+            out += response.body
+
+    async def flush(self) -> None:
+        if self._out:
+            data, self._out = bytes(self._out), bytearray()
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise _Closed from exc
+
+    async def next_request(self) -> HttpRequest | Refusal | None:
+        """The next request; ``None`` when the peer closed first."""
+        while True:
+            request = self.reader.next()
+            if request is not None:
+                return request
+            if not await self.receive():
+                return None
+
+    async def receive(self) -> bool:
+        """Read more bytes (answers queued so far go out first); ``False`` at end of stream."""
+        await self.flush()
+        try:
+            data = await self.stream.receive_some(RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return False
+        self.reader.feed(data)
+        return bool(data)
 
 
-async def _await_bytes(conn: h11.Connection, stream: trio.abc.Stream) -> bool:
-    """Wait until a next request has begun; ``False`` when the peer closed instead."""
-    if conn.trailing_data[0]:
-        return True
-    data = await _receive(stream)
-    conn.receive_data(data)
-    return bool(data)
+_PHRASES: dict[int, bytes] = {}
 
 
-async def _next_event(conn: h11.Connection, stream: trio.abc.Stream) -> object:
-    while True:
-        event = conn.next_event()
-        if event is h11.NEED_DATA:
-            conn.receive_data(await _receive(stream))
-            continue
-        if isinstance(event, h11.ConnectionClosed) or event is h11.PAUSED:
-            raise _Closed
-        return event
-
-
-async def _receive(stream: trio.abc.Stream) -> bytes:
-    try:
-        return bytes(await stream.receive_some(RECEIVE_CHUNK))
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        return b""
-
-
-async def _send(
-    conn: h11.Connection,
-    stream: trio.abc.Stream,
-    response: Response,
-    *,
-    head_only: bool = False,
-    close: bool = False,
-) -> None:
-    headers = [*response.headers, ("content-length", str(len(response.body)))]
-    if close:
-        headers.append(("connection", "close"))
-    head = h11.Response(
-        status_code=response.status, headers=headers, reason=HTTPStatus(response.status).phrase
-    )
-    data = conn.send(head) or b""
-    if response.body and not head_only:
-        data += conn.send(h11.Data(data=response.body)) or b""
-    data += conn.send(h11.EndOfMessage()) or b""
-    try:
-        await stream.send_all(data)
-    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise _Closed from exc
+def _phrase(status: int) -> bytes:
+    phrase = _PHRASES.get(status)
+    if phrase is None:
+        phrase = _PHRASES[status] = HTTPStatus(status).phrase.encode("ascii")
+    return phrase

@@ -79,6 +79,7 @@ class Routes:
     async def answer(
         self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> Response:
+        """``headers``: names lower-cased."""
         path = target.split("?", 1)[0]
         response = await self._route(method, path, headers)
         known = path if path in _KNOWN_PATHS else "other"
@@ -115,7 +116,7 @@ class Routes:
 
     def _authorized(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
         for name, value in headers:
-            if name.lower() == b"authorization":
+            if name == b"authorization":
                 scheme, _, token = value.decode("latin-1").partition(" ")
                 if scheme.lower() == "bearer" and token.strip():
                     return self._check_token(token.strip())
