@@ -271,3 +271,60 @@ async def test_an_upgrade_trickling_in_byte_by_byte_still_connects(
     assert await raw.handshake("/") == 101
     reply = await raw.call("connect", {"token": gateway.owner_token})
     assert reply["result"]["authenticated"] is True
+
+
+async def test_control_ui_files_with_their_policy(port: int) -> None:
+    redirect = await one(port, get("/ui"))
+    assert redirect.status == 308 and redirect.headers["location"] == "/ui/"
+    page = await one(port, get("/ui/"))
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert b'<script src="app.js"' in page.body
+    script = await one(port, get("/ui/app.js"))
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert b"events.subscribe" in script.body and b"since_seq" in script.body
+    assert (await one(port, get("/ui/app.css"))).status == 200
+    assert (await one(port, get("/ui/../token"))).status == 404
+    assert (await one(port, get("/ui/secret.py"))).status == 404
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "status"),
+    [
+        ("127.0.0.1:{port}", "http://127.0.0.1:{port}", 101),  # the UI's own origin
+        ("localhost:{port}", "http://localhost:{port}", 101),
+        ("[::1]:{port}", "http://[::1]:{port}", 101),
+        ("127.0.0.1:{port}", "http://127.0.0.1:9", 403),  # another port is another origin
+        ("evil.example:{port}", "http://evil.example:{port}", 403),  # DNS rebinding
+        ("127.0.0.1:{port}", "http://evil.example", 403),
+    ],
+)
+async def test_the_gateways_own_origin_is_allowed_on_loopback_only(
+    port: int, host: str, origin: str, status: int
+) -> None:
+    import wsproto
+    from wsproto.events import AcceptConnection, RejectConnection, Request
+
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    request = Request(
+        host=host.format(port=port),
+        target="/ws",
+        extra_headers=[(b"origin", origin.format(port=port).encode())],
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(ws.send(request))
+        with trio.fail_after(10):
+            while True:
+                ws.receive_data(await stream.receive_some(65536))
+                events = list(ws.events())
+                if events:
+                    break
+    first = events[0]
+    got = 101 if isinstance(first, AcceptConnection) else None
+    if isinstance(first, RejectConnection):
+        got = first.status_code
+    assert got == status

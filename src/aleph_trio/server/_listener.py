@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,11 +23,30 @@ log = component_logger("server")
 WS_PATHS = frozenset({"/", "/ws"})
 
 
-def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
-    """Browsers send ``Origin``; it must be listed (``"*"`` allows any). Others send none."""
+def origin_allowed(origin: str | None, allowed: Sequence[str], host: str = "") -> bool:
+    """Browsers send ``Origin``; it must be listed (``"*"`` allows any) or be the gateway's own
+    (the Control UI at ``/ui/``). Other clients send none."""
     if origin is None:
         return True
-    return "*" in allowed or origin in allowed
+    return "*" in allowed or origin in allowed or _own_origin(origin, host)
+
+
+def _own_origin(origin: str, host: str) -> bool:
+    """``origin`` is this gateway's own, reached by a loopback address or ``localhost``.
+
+    Only there: a page on any other name could be the attacker's own, pointed at this address
+    by DNS after it loaded (DNS rebinding), and would then look same-origin. Serving the UI
+    under another name means listing that origin in ``server.allowed_origins``."""
+    if origin not in (f"http://{host}", f"https://{host}"):
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _address(stream: trio.abc.Stream) -> str:
@@ -83,7 +103,7 @@ async def _upgrade(
             if request.path not in WS_PATHS:
                 await transport.reject(404, "Not found: the WebSocket endpoint is / or /ws\n")
                 return False
-            if not origin_allowed(request.origin, allowed_origins):
+            if not origin_allowed(request.origin, allowed_origins, request.host):
                 await transport.reject(403, "Forbidden: origin not allowed\n")
                 return False
             await transport.accept()

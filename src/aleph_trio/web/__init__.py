@@ -19,4 +19,5 @@ from ._metrics import (
     render as render,
 )
 from ._page import Readings as Readings, metrics_text as metrics_text
-from ._routes import Response as Response, Routes as Routes
+from ._response import Response as Response
+from ._routes import Routes as Routes

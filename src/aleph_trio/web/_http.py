@@ -18,7 +18,8 @@ import trio
 
 from ..kernel import component_logger
 from ._parser import HttpRequest, Refusal, RequestReader
-from ._routes import Response, Routes
+from ._response import Response
+from ._routes import Routes
 
 __all__ = ["MAX_HEAD_BYTES", "HttpLimits", "HttpServer"]
 

@@ -6,53 +6,16 @@ knows nothing of the services behind them.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import final
 
-import attrs
-
 from ._instruments import Instruments
+from ._response import METRICS_TYPE, Response
+from ._ui import ControlUi
 
-__all__ = ["Response", "Routes"]
+__all__ = ["Routes"]
 
-#: Sent with every response: nothing here is to be sniffed, framed or cached.
-COMMON_HEADERS = (
-    ("x-content-type-options", "nosniff"),
-    ("cache-control", "no-store"),
-    ("x-frame-options", "DENY"),
-)
-#: The Prometheus text exposition format.
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WS_PATHS = frozenset({"/", "/ws"})
-
-
-@attrs.frozen
-class Response:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-
-    @classmethod
-    def text(
-        cls,
-        status: int,
-        text: str,
-        *,
-        content_type: str = "text/plain; charset=utf-8",
-        **extra: str,
-    ) -> Response:
-        headers = (("content-type", content_type), *COMMON_HEADERS, *_extra(extra))
-        return cls(status, headers, text.encode())
-
-    @classmethod
-    def json(cls, status: int, value: object) -> Response:
-        body = json.dumps(value, separators=(",", ":")).encode()
-        return cls(status, (("content-type", "application/json"), *COMMON_HEADERS), body)
-
-
-def _extra(extra: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple((name.replace("_", "-"), value) for name, value in extra.items())
 
 
 @final
@@ -75,14 +38,19 @@ class Routes:
         self._check_token = check_token
         self._require_auth = require_auth
         self._instruments = instruments
+        self._ui = ControlUi()
 
     async def answer(
         self, method: str, target: str, headers: Sequence[tuple[bytes, bytes]]
     ) -> Response:
         """``headers``: names lower-cased."""
         path = target.split("?", 1)[0]
-        response = await self._route(method, path, headers)
-        known = path if path in _KNOWN_PATHS else "other"
+        if path == "/ui" or path.startswith("/ui/"):
+            response = await self._ui.answer(method, path)
+            known = "/ui"
+        else:
+            response = await self._route(method, path, headers)
+            known = path if path in _KNOWN_PATHS else "other"
         self._instruments.http_requests.inc((known, str(response.status)))
         return response
 
