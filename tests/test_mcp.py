@@ -283,3 +283,12 @@ async def test_config_reload_starts_and_stops_servers(tmp_path: Path, data_dir: 
             with pytest.raises(AlephError) as err:
                 await c.call("services.status", {"name": "mcp:demo"})
             assert err.value.code == -32004
+
+
+async def test_the_example_server_works(data_dir: Path) -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "mcp_server.py"
+    text = McpServerConfig(command=sys.executable, args=(str(example),), require_approval=False)
+    async with mcp_gateway(data_dir, text=text) as (gw, c, llm):
+        assert {"mcp__text__shout", "mcp__text__word_count"} <= set(gw.tools.names())
+        script_call(llm, "mcp__text__word_count", {"text": "one two three"})
+        assert tool_end(await run_events(c, await start(c, "go")))["output"] == "3"
