@@ -205,8 +205,6 @@ class ServiceRegistry:
                     began = trio.current_time()
                     error = await self._serve_once(svc, reporter)
                     reporter.report()  # failed before it was ready: ``start`` returns
-                    if error is None:
-                        break
                     if trio.current_time() - began >= policy.stable_s:
                         failures = 0
                     failures += 1
@@ -237,8 +235,8 @@ class ServiceRegistry:
             svc.settled.set()
             svc.done.set()
 
-    async def _serve_once(self, svc: _Service, reporter: _Reporter) -> str | None:
-        """Run ``serve`` once; its error when it failed, ``None`` when it was cancelled."""
+    async def _serve_once(self, svc: _Service, reporter: _Reporter) -> str:
+        """Run ``serve`` once until it fails; returns the error (a cancellation propagates)."""
         state = svc.state
 
         def started() -> None:
