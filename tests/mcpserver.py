@@ -9,7 +9,8 @@ Run as ``python tests/mcpserver.py [--tools echo,crash,slow,fail,add]``. Tools:
 ``crash {}``        the process exits at once, answering nothing
 ``pid {}``          answers the server's process id
 
-Setting ``MCP_DEMO_GREETING`` in the environment changes ``echo``'s prefix, so a test can see the
+With ``--linger`` among the arguments it keeps running after its stdin closes (a server that
+would outlive a gateway that died without killing it). Setting ``MCP_DEMO_GREETING`` in the environment changes ``echo``'s prefix, so a test can see the
 configured ``env`` arrive.
 """
 
@@ -132,6 +133,8 @@ def main() -> None:
                     "error": {"code": -32601, "message": "Method not found"},
                 }
             )
+    if "--linger" in sys.argv:
+        time.sleep(3600)
 
 
 if __name__ == "__main__":

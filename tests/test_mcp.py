@@ -292,3 +292,55 @@ async def test_the_example_server_works(data_dir: Path) -> None:
         assert {"mcp__text__shout", "mcp__text__word_count"} <= set(gw.tools.names())
         script_call(llm, "mcp__text__word_count", {"text": "one two three"})
         assert tool_end(await run_events(c, await start(c, "go")))["output"] == "3"
+
+
+async def test_guests_see_their_own_waiting_calls_and_cannot_answer(data_dir: Path) -> None:
+    from aleph_trio.auth import Principal
+
+    grants = ("agent.run", "mcp.*")
+    guests = {
+        "token-1": Principal("guest", "g-1", grants, invitation_id="inv_1"),
+        "token-2": Principal("guest", "g-2", grants, invitation_id="inv_2"),
+    }
+    async with mcp_gateway(data_dir, demo=demo(True)) as (gw, owner, llm):
+        gw.auth.guest_resolvers.append(guests.get)
+        await owner.subscribe(["mcp.*"])
+        async with gw.connect(token="token-1") as one, gw.connect(token="token-2") as two:
+            script_call(llm, "mcp__demo__echo", {"text": "guest"})
+            run_id = (await one.call("agent.run", {"message": "go"}))["run_id"]
+            asked = await wait_event(owner, "mcp.approval_requested", run_id=run_id)
+            mine = (await one.call("mcp.list_pending_approvals"))["approvals"]
+            assert [a["id"] for a in mine] == [asked.data["id"]]
+            assert (await two.call("mcp.list_pending_approvals"))["approvals"] == []
+            for method, params in [
+                ("mcp.respond_approval", {"id": asked.data["id"], "approved": True}),
+                ("mcp.cancel_approval", {"id": asked.data["id"]}),
+            ]:
+                with pytest.raises(AlephError) as err:
+                    await one.call(method, params)
+                assert err.value.code == -32002
+            await owner.call("mcp.respond_approval", {"id": asked.data["id"], "approved": True})
+            end = tool_end(await run_events(one, run_id))
+            assert end["output"] == "guest"
+
+
+async def test_kill_9_of_the_gateway_takes_its_mcp_servers(tmp_path: Path) -> None:
+    """The gateway as a real process, killed with SIGKILL: the exec watcher, which knows the
+    MCP server's process group, kills it at once (this server would outlive its closed stdin)."""
+    import signal
+
+    from gatewayproc import start_server
+    from test_exec_orphans import processes, unique_seconds, wait_until
+
+    tag = f"mcp-{unique_seconds()}"
+    (tmp_path / "absent.toml").write_text(
+        f"[mcp.servers.demo]\ncommand = {json.dumps(sys.executable)}\n"
+        f"args = [{json.dumps(SERVER)}, '--tools', 'echo', '--linger', '{tag}']\n"
+    )
+    log = tmp_path / "gateway.log"
+    async for server in start_server(tmp_path, stderr=log):
+        # Ready means handed to the watcher (the group is registered before the handshake).
+        await wait_until(lambda: b"MCP server demo ready" in log.read_bytes(), timeout=30)
+        assert processes(tag.encode())
+        server.process.send_signal(signal.SIGKILL)
+        await wait_until(lambda: not processes(tag.encode()))
