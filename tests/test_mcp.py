@@ -344,3 +344,17 @@ async def test_kill_9_of_the_gateway_takes_its_mcp_servers(tmp_path: Path) -> No
         assert processes(tag.encode())
         server.process.send_signal(signal.SIGKILL)
         await wait_until(lambda: not processes(tag.encode()))
+
+
+async def test_a_tool_name_taken_by_another_server_is_skipped(data_dir: Path) -> None:
+    """``x.y`` and ``x_y`` both make ``mcp__x_y__echo``: the first server keeps it, and the
+    other's stop does not take it away."""
+    async with mcp_gateway(data_dir, **{"x.y": demo(), "x_y": demo()}) as (gw, c, _):
+        owners = [n for n in ("x.y", "x_y") if "mcp__x_y__echo" in gw.mcp.server(n).tools]
+        assert len(owners) == 1
+        (other,) = {"x.y", "x_y"} - set(owners)
+        assert gw.mcp.server(other).tools == []
+        await c.call("services.stop", {"name": f"mcp:{other}"})
+        assert "mcp__x_y__echo" in gw.tools.names()
+        await c.call("services.stop", {"name": f"mcp:{owners[0]}"})
+        assert "mcp__x_y__echo" not in gw.tools.names()

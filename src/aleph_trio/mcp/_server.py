@@ -245,6 +245,9 @@ class McpServer:
             if not isinstance(original, str) or not original:
                 continue
             name = tool_name(self.name, original)
+            if name in offered or (name not in self._offered and self._tools.get(name)):
+                log.warning("MCP server %s: %s is taken; %r skipped", self.name, name, original)
+                continue
             schema = entry.get("inputSchema")
             if not isinstance(schema, dict):
                 schema = {"type": "object"}
