@@ -90,6 +90,11 @@ NAMES_A_RESOURCE = frozenset(
         "cron.trigger",
         "cron.pause",
         "cron.resume",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     }
 )
 

@@ -44,6 +44,7 @@ from .kernel import (
     now_ts,
     resolve_secret,
 )
+from .mcp import McpServers
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import build_registry
@@ -69,6 +70,8 @@ INTERRUPTED = "interrupted by gateway restart"
 SHUTTING_DOWN = "gateway shutting down"
 #: How long ``/ready`` waits for the store to answer before it says the store is not ready.
 READY_STORE_TIMEOUT_S = 2.0
+#: Why ``services.stop runs`` is refused.
+RUNS_REQUIRED = "every agent run and cron firing lives in it; stop the gateway instead"
 
 
 @attrs.frozen
@@ -146,6 +149,13 @@ class Gateway:
             settings=current,
             clock=wall_clock,
         )
+        self.mcp = McpServers(
+            services=self.services,
+            tools=self.tools,
+            bus=bus,
+            settings=lambda: current().mcp,
+            guard=self.commands,
+        )
         self.connections: dict[str, Connection] = {}
         self.instruments = Instruments()
         self.web = HttpServer(
@@ -190,6 +200,8 @@ class Gateway:
             self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
         self.models.configure(new)
         self.runs.fill()
+        if new.mcp != old.mcp:
+            self.mcp.configure()
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token
@@ -441,12 +453,15 @@ async def _open_locked(
                 log.warning("configuration: %s", warning)
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
-            await gateway.services.start(nursery, "runs", gateway.runs.serve)
+            await gateway.services.start(
+                nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
+            )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher
                 )
+            await gateway.mcp.open(nursery)
             try:
                 yield gateway
             finally:

@@ -21,8 +21,10 @@ def build_registry() -> Registry:
         events,
         exec,
         identity,
+        mcp,
         memory,
         models,
+        services,
         session,
         system,
     )
@@ -40,4 +42,6 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        services.ns,
+        mcp.ns,
     )
