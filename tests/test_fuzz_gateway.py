@@ -92,6 +92,11 @@ NAMES_A_RESOURCE = frozenset(
         "cron.pause",
         "cron.resume",
         "guests.revokeInvitation",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     }
 )
 

@@ -22,8 +22,10 @@ def build_registry() -> Registry:
         exec,
         guests,
         identity,
+        mcp,
         memory,
         models,
+        services,
         session,
         system,
     )
@@ -42,4 +44,6 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         guests.ns,
+        services.ns,
+        mcp.ns,
     )
