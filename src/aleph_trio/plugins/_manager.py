@@ -1,0 +1,502 @@
+"""The plugin manager: loads plugins, runs each in its own cancel scope, withdraws what they
+registered when they stop, and remembers which are loaded and which disabled.
+
+A plugin is ``enabled`` (its ``setup`` ran and it is running), ``disabled`` (known, nothing of it
+runs) or ``failed`` (its ``setup``, a task, a listener, a method or a tool raised; nothing of it
+runs, ``error`` says why). A failed plugin's methods and tools are withdrawn, so a call answers
+``Method not found`` and the model is told the tool is unknown; ``plugins.enable`` runs its
+``setup`` again. The gateway keeps serving whatever a plugin does, short of blocking the loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Literal, final
+
+import attrs
+import trio
+
+from ..kernel import (
+    Config,
+    Conflict,
+    Event,
+    EventBus,
+    GatewayError,
+    InvalidArgument,
+    NotFound,
+    OperationFailed,
+    Subscriber,
+    TopicPattern,
+    component_logger,
+)
+from ..tools import Tool, ToolBox, ToolContext, ToolFailed
+from ._api import MethodSpec, MethodTable, PluginApi, PluginEvent
+from ._loading import Imported, candidates, fallback_id, forget, import_plugin
+from ._state import PluginState, read_state, write_state
+
+__all__ = ["LISTENER_QUEUE", "Plugin", "PluginManager"]
+
+log = component_logger("plugins")
+
+Status = Literal["enabled", "disabled", "failed"]
+#: Events waiting for one listener; beyond this, its events are dropped and counted.
+LISTENER_QUEUE = 1000
+
+
+@attrs.define(eq=False)
+class Plugin:
+    """One known plugin and what it has registered while it runs."""
+
+    path: Path
+    plugin_id: str
+    name: str
+    version: str | None
+    module: ModuleType | None  #: ``None`` when its import failed at start
+    module_name: str | None
+    enabled: bool  #: what the owner wants (remembered); ``status`` is what is so
+    status: Status = "disabled"
+    error: str | None = None
+    methods: list[str] = attrs.Factory(list)
+    tools: list[str] = attrs.Factory(list)
+    listeners: list[tuple[Subscriber, trio.MemorySendChannel[Event]]] = attrs.Factory(list)
+    dropped_events: int = 0
+    api: PluginApi | None = None
+    scope: trio.CancelScope | None = None
+    nursery: trio.Nursery | None = None
+    stopped: trio.Event = attrs.Factory(trio.Event)
+    calls: set[trio.CancelScope] = attrs.Factory(set)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.plugin_id,
+            "name": self.name,
+            "version": self.version,
+            "path": str(self.path),
+            "enabled": self.enabled,
+            "status": self.status,
+        }
+
+    def status_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "plugin_id": self.plugin_id,
+            "status": self.status,
+            "methods": sorted(self.methods),
+            "tools": sorted(self.tools),
+            "dropped_events": self.dropped_events,
+        }
+        if self.error is not None:
+            out["error"] = self.error
+        return out
+
+
+@final
+class PluginManager:
+    """Every plugin the gateway knows, by id. :meth:`serve` runs as the ``plugins`` service."""
+
+    def __init__(
+        self,
+        *,
+        bus: EventBus,
+        tools: ToolBox,
+        methods: MethodTable,
+        config: Callable[[], Config],
+        data_dir: Path,
+        event_data: Callable[[bytes], Mapping[str, Any]],
+    ) -> None:
+        self._bus = bus
+        self._tools = tools
+        self._methods = methods
+        self.config = config
+        self._data_dir = data_dir
+        self._event_data = event_data
+        self._plugins: dict[str, Plugin] = {}
+        self._lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+
+    # ---- queries
+
+    def plugins(self) -> list[Plugin]:
+        return sorted(self._plugins.values(), key=lambda p: p.plugin_id)
+
+    def get(self, plugin_id: str) -> Plugin:
+        plugin = self._plugins.get(plugin_id)
+        if plugin is None:
+            raise NotFound("plugin", plugin_id)
+        return plugin
+
+    # ---- the service
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Load the configured, collected and remembered plugins, then host them until
+        cancelled; each stops (and withdraws what it registered) as the gateway closes."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                state = await trio.to_thread.run_sync(read_state, self._data_dir)
+                disabled = set(state.disabled)
+                async with self._lock:
+                    for path in await trio.to_thread.run_sync(self._startup_paths, state):
+                        await self._load_at_start(path, enabled=str(path) not in disabled)
+                task_status.started()
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            for plugin in self._plugins.values():
+                self._withdraw(plugin)
+                if plugin.module_name is not None:
+                    forget(plugin.module_name)
+
+    def _startup_paths(self, state: PluginState) -> list[Path]:
+        found = [_resolve(p) for p in self.config().plugins.paths]
+        found += candidates(self._data_dir / "plugins")
+        found += [Path(p) for p in state.loaded]
+        return list(dict.fromkeys(found))
+
+    async def _load_at_start(self, path: Path, *, enabled: bool) -> None:
+        try:
+            imported = await trio.to_thread.run_sync(import_plugin, path)
+        except InvalidArgument as exc:
+            plugin_id = fallback_id(path)
+            if plugin_id in self._plugins:
+                log.error("plugin at %s not loaded: %s", path, exc.message)
+                return
+            plugin = Plugin(path, plugin_id, plugin_id, None, None, None, enabled)
+            self._plugins[plugin_id] = plugin
+            self._record_failure(plugin, exc.problems[0].message if exc.problems else exc.message)
+            return
+        try:
+            plugin = self._admit(imported, path, enabled=enabled)
+        except InvalidArgument as exc:
+            log.error("plugin at %s not loaded: %s", path, exc.message)
+            return
+        if enabled:
+            try:
+                await self._start(plugin)
+            except OperationFailed:
+                return  # recorded and logged by _start
+            self._bus.publish("plugins.loaded", _about(plugin))
+
+    # ---- plugins.* operations
+
+    async def load(self, path_text: str) -> Plugin:
+        """Import the plugin at ``path_text`` afresh and run its ``setup``. Loading the path of a
+        loaded plugin again replaces it (a reload); the path is loaded again at each start."""
+        path = _resolve(path_text)
+        async with self._lock:
+            self._require_serving()
+            imported = await trio.to_thread.run_sync(import_plugin, path)
+            old = self._plugins.get(imported.plugin_id)
+            if old is not None and old.path == path:
+                await self._stop(old)
+                self._drop(old)
+            try:
+                plugin = self._admit(imported, path, enabled=True)
+            except InvalidArgument:
+                forget(imported.module_name)
+                raise
+            await self._remember(path, loaded=True, disabled=False)
+            await self._start(plugin)
+            self._bus.publish("plugins.loaded", _about(plugin))
+            return plugin
+
+    async def unload(self, plugin_id: str) -> None:
+        """Stop the plugin (its tasks cancelled, everything it registered withdrawn) and forget
+        it; it is not loaded again at the next start unless the config or the plugins folder
+        names it."""
+        async with self._lock:
+            plugin = self.get(plugin_id)
+            await self._stop(plugin)
+            self._drop(plugin)
+            await self._remember(plugin.path, loaded=False, disabled=False)
+            self._bus.publish("plugins.unloaded", _about(plugin))
+
+    async def enable(self, plugin_id: str) -> Plugin:
+        """Run the plugin's ``setup`` again (a plugin whose import failed is imported afresh)."""
+        async with self._lock:
+            self._require_serving()
+            plugin = self.get(plugin_id)
+            if plugin.status == "enabled":
+                return plugin
+            await self._stop(plugin)
+            plugin.enabled = True
+            await self._remember(plugin.path, disabled=False)
+            if plugin.module is None:
+                imported = await trio.to_thread.run_sync(import_plugin, plugin.path)
+                self._drop(plugin)
+                plugin = self._admit(imported, plugin.path, enabled=True)
+            await self._start(plugin)
+            self._bus.publish("plugins.loaded", _about(plugin))
+            return plugin
+
+    async def disable(self, plugin_id: str) -> None:
+        """Stop the plugin but keep it known, disabled (also across restarts)."""
+        async with self._lock:
+            plugin = self.get(plugin_id)
+            plugin.enabled = False
+            await self._remember(plugin.path, disabled=True)
+            was = plugin.status
+            await self._stop(plugin)
+            plugin.status, plugin.error = "disabled", None
+            if was == "enabled":
+                self._bus.publish("plugins.unloaded", _about(plugin))
+
+    # ---- lifecycle
+
+    def _require_serving(self) -> None:
+        if self._nursery is None:
+            raise OperationFailed("plugins are not being served (the gateway is stopping)")
+
+    def _admit(self, imported: Imported, path: Path, *, enabled: bool) -> Plugin:
+        """Record a freshly imported plugin, once its id is known to be free."""
+        plugin_id = imported.plugin_id
+        held = self._plugins.get(plugin_id)
+        if held is not None:
+            raise Conflict.field("path", f"plugin id {plugin_id!r} is taken by {held.path}")
+        if self._methods.namespace_taken(plugin_id):
+            raise Conflict.field("path", f"plugin id {plugin_id!r} is a built-in namespace")
+        plugin = Plugin(
+            path,
+            plugin_id,
+            imported.name,
+            imported.version,
+            imported.module,
+            imported.module_name,
+            enabled,
+        )
+        self._plugins[plugin_id] = plugin
+        return plugin
+
+    def _drop(self, plugin: Plugin) -> None:
+        self._plugins.pop(plugin.plugin_id, None)
+        if plugin.module_name is not None:
+            forget(plugin.module_name)
+
+    async def _start(self, plugin: Plugin) -> None:
+        """Run ``setup`` in a new cancel scope of the plugin's; :class:`OperationFailed` (the
+        plugin recorded as failed) when it raises."""
+        assert self._nursery is not None
+        await self._nursery.start(self._run, plugin)
+        if plugin.status == "failed":
+            raise OperationFailed(
+                f"plugin {plugin.plugin_id} failed: {plugin.error}", plugin_id=plugin.plugin_id
+            )
+
+    async def _run(self, plugin: Plugin, *, task_status: trio.TaskStatus[None]) -> None:
+        plugin.stopped = stopped = trio.Event()
+        plugin.status, plugin.error, plugin.dropped_events = "enabled", None, 0
+        reported = False
+        try:
+            with trio.CancelScope() as scope:
+                plugin.scope = scope
+                async with trio.open_nursery() as nursery:
+                    plugin.nursery = nursery
+                    logger = component_logger(f"plugins.{plugin.plugin_id}")
+                    plugin.api = api = PluginApi(self, plugin, logger)
+                    try:
+                        assert plugin.module is not None
+                        outcome = plugin.module.setup(api)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+                    except Exception as exc:
+                        self._fail(plugin, f"setup raised {_describe(exc)}")
+                    reported = True
+                    task_status.started()
+                    await trio.sleep_forever()
+        finally:
+            plugin.api = plugin.scope = plugin.nursery = None
+            self._withdraw(plugin)
+            stopped.set()
+            if not reported:
+                task_status.started()
+
+    async def _stop(self, plugin: Plugin) -> None:
+        """Cancel the plugin's scope and its calls in flight; returns once all of it ended."""
+        for call in list(plugin.calls):
+            call.cancel()
+        if plugin.scope is not None:
+            plugin.scope.cancel()
+            await plugin.stopped.wait()
+        self._withdraw(plugin)
+        if plugin.status == "enabled":
+            plugin.status = "disabled"
+
+    def _withdraw(self, plugin: Plugin) -> None:
+        """Remove everything the plugin registered (idempotent)."""
+        for name in plugin.methods:
+            self._methods.remove(name)
+        for name in plugin.tools:
+            self._tools.remove(name)
+        for sub, send in plugin.listeners:
+            self._bus.unsubscribe(sub)
+            send.close()
+        plugin.methods, plugin.tools, plugin.listeners = [], [], []
+
+    def _fail(self, plugin: Plugin, error: str) -> None:
+        """The plugin raised: withdraw it and cancel its scope; the first error is kept."""
+        if plugin.status == "failed":
+            return
+        self._withdraw(plugin)
+        if plugin.scope is not None:
+            plugin.scope.cancel()
+        self._record_failure(plugin, error)
+
+    def _record_failure(self, plugin: Plugin, error: str) -> None:
+        plugin.status, plugin.error = "failed", error
+        log.error("plugin %s failed: %s", plugin.plugin_id, error)
+        self._bus.publish("plugins.failed", {**_about(plugin), "error": error})
+
+    async def _remember(
+        self, path: Path, *, loaded: bool | None = None, disabled: bool | None = None
+    ) -> None:
+        def update() -> None:
+            state = read_state(self._data_dir)
+            for bucket, wanted in ((state.loaded, loaded), (state.disabled, disabled)):
+                if wanted is None:
+                    continue
+                if str(path) in bucket:
+                    bucket.remove(str(path))
+                if wanted:
+                    bucket.append(str(path))
+            write_state(self._data_dir, state)
+
+        await trio.to_thread.run_sync(update)
+
+    # ---- what PluginApi registers
+
+    def add_method(
+        self,
+        plugin: Plugin,
+        name: str,
+        fn: Callable[[Any], Awaitable[object]],
+        params: type | None,
+        *,
+        description: str,
+        owner_only: bool,
+    ) -> None:
+        full = f"{plugin.plugin_id}.{name}"
+
+        async def call(decoded: Any) -> object:
+            return await self._guarded_call(plugin, f"method {full}", fn, decoded)
+
+        self._methods.add(MethodSpec(full, description, params, owner_only, call))
+        plugin.methods.append(full)
+
+    def add_tool(
+        self,
+        plugin: Plugin,
+        name: str,
+        fn: Callable[[ToolContext, Any], Awaitable[str]],
+        params: type,
+        *,
+        description: str,
+    ) -> None:
+        async def run(ctx: ToolContext, decoded: Any) -> str:
+            try:
+                output = await self._guarded_call(plugin, f"tool {name}", fn, ctx, decoded)
+            except OperationFailed as exc:
+                raise ToolFailed(exc.message) from None
+            if not isinstance(output, str):
+                self._fail(plugin, f"tool {name} returned {type(output).__name__}, not str")
+                raise ToolFailed(f"plugin {plugin.plugin_id} failed: {plugin.error}")
+            return output
+
+        self._tools.add(Tool(name, description, params, run))
+        plugin.tools.append(name)
+
+    async def _guarded_call(
+        self, plugin: Plugin, what: str, fn: Callable[..., Awaitable[Any]], *args: Any
+    ) -> Any:
+        """``fn(*args)`` for a caller outside the plugin's scope (a request, a run): cancelled
+        when the plugin stops; a domain error or ``ToolFailed`` passes, anything else fails the
+        plugin."""
+        with trio.CancelScope() as scope:
+            plugin.calls.add(scope)
+            try:
+                return await fn(*args)
+            except (GatewayError, ToolFailed):
+                raise
+            except Exception as exc:
+                self._fail(plugin, f"{what} raised {_describe(exc)}")
+                raise OperationFailed(
+                    f"plugin {plugin.plugin_id} failed: {plugin.error}", plugin_id=plugin.plugin_id
+                ) from None
+            finally:
+                plugin.calls.discard(scope)
+        raise OperationFailed(
+            f"plugin {plugin.plugin_id} stopped during the call", plugin_id=plugin.plugin_id
+        )
+
+    def add_listener(
+        self, plugin: Plugin, patterns: list[TopicPattern], fn: Callable[[PluginEvent], Any]
+    ) -> None:
+        assert plugin.nursery is not None
+        send, receive = trio.open_memory_channel[Event](LISTENER_QUEUE)
+
+        def deliver(event: Event) -> bool:
+            try:
+                send.send_nowait(event)
+            except trio.WouldBlock:
+                plugin.dropped_events += 1
+                if plugin.dropped_events == 1:
+                    log.warning("plugin %s: a listener is too slow; dropping events", plugin.name)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                pass
+            return True  # never the bus's slow consumer: the plugin's own queue overflows
+
+        sub = self._bus.subscribe(deliver, on_overflow=lambda: None, patterns=patterns)
+        plugin.listeners.append((sub, send))
+        plugin.nursery.start_soon(self._listen, plugin, receive, fn)
+
+    async def _listen(
+        self,
+        plugin: Plugin,
+        receive: trio.MemoryReceiveChannel[Event],
+        fn: Callable[[PluginEvent], Any],
+    ) -> None:
+        async with receive:
+            async for event in receive:
+                data = dict(self._event_data(event.encoded))
+                item = PluginEvent(event.topic, event.seq, event.ts, data, event.run_id)
+                try:
+                    outcome = fn(item)
+                    if inspect.isawaitable(outcome):
+                        await outcome
+                except Exception as exc:
+                    self._fail(plugin, f"listener {_name(fn)} raised {_describe(exc)}")
+                    return
+
+    def start_task(
+        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], *args: object
+    ) -> None:
+        assert plugin.nursery is not None
+        plugin.nursery.start_soon(self._task, plugin, fn, args, name=f"plugin {plugin.plugin_id}")
+
+    async def _task(
+        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
+    ) -> None:
+        try:
+            await fn(*args)
+        except Exception as exc:
+            self._fail(plugin, f"task {_name(fn)} raised {_describe(exc)}")
+
+    def publish(self, plugin: Plugin, name: str, data: dict[str, Any]) -> None:
+        self._bus.publish(f"{plugin.plugin_id}.{name}", data)
+
+
+def _about(plugin: Plugin) -> dict[str, Any]:
+    return {"plugin_id": plugin.plugin_id, "name": plugin.name}
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _name(fn: object) -> str:
+    return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def _resolve(text: str) -> Path:
+    return Path(text).expanduser().resolve()
