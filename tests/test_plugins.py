@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 import trio
 
-from aleph_trio import Client, Config, Gateway, open_gateway
-from aleph_trio.kernel import PluginsConfig
+from aleph_trio import Client, Config, Gateway, open_client, open_gateway
+from aleph_trio.kernel import AgentConfig, PluginsConfig, ProviderConfig
 from aleph_trio.plugins import LISTENER_QUEUE
 from aleph_trio.protocol import AlephError
-from runhelp import wait_event
+from llmserver import LLMServer, Reply, serve_llm, sse
+from runhelp import run_events, start, wait_event
+
+DONE = {"choices": [{"index": 0, "delta": {"content": "done"}, "finish_reason": "stop"}]}
 
 HEADER = """\
 from __future__ import annotations
@@ -373,3 +376,109 @@ async def test_plugin_ids_may_not_clash(client: Client, tmp_path: Path) -> None:
     assert err.code == -32602 and "built-in namespace" in err.message
     assert await client.call("basic.version") == {"v": 1}
     assert len(plugin_modules()) == 1
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "plugins" / "greeter.py"
+
+
+def tool_call_script(llm: LLMServer, tool: str, arguments: str) -> None:
+    """The model asks for one call of ``tool``, then answers "done"."""
+    call = {"index": 0, "id": "c1", "type": "function"}
+    call["function"] = {"name": tool, "arguments": arguments}
+    delta = {"choices": [{"index": 0, "delta": {"tool_calls": [call]}}]}
+    llm.script += [Reply(parts=sse(delta)), Reply(parts=sse(DONE))]
+
+
+def scripted_config(llm: LLMServer) -> Config:
+    return Config(
+        providers={"up": ProviderConfig(kind="openai", base_url=llm.base_url, models=("m",))},
+        agents={"main": AgentConfig(model="up/m")},
+    )
+
+
+async def test_the_example_plugin_end_to_end(data_dir: Path, nursery: trio.Nursery) -> None:
+    """examples/plugins/greeter.py loaded over a WebSocket: its method, its tool in an agent run
+    (the model is a scripted HTTP server on loopback), its listener and its task."""
+    async with serve_llm() as llm, open_gateway(scripted_config(llm), data_dir=data_dir) as gw:
+        port = await nursery.start(gw.serve, "127.0.0.1", 0)
+        async with open_client(f"ws://127.0.0.1:{port}/", token=gw.owner_token) as client:
+            await client.subscribe(["greeter.*"])
+            loaded = await client.call("plugins.load", {"path": str(EXAMPLE)})
+            assert loaded == {"loaded": True, "plugin_id": "greeter"}
+            await wait_event(client, "greeter.started")
+            (entry,) = (await client.call("plugins.list"))["plugins"]
+            assert (entry["name"], entry["version"]) == ("Greeter", "1.0.0")
+            assert await client.call("greeter.greet", {"name": "Ada"}) == {
+                "greeting": "Hello, Ada!"
+            }
+            commands = {c["method"]: c for c in (await client.call("commands.list"))["commands"]}
+            schema = commands["greeter.greet"]["params"]
+            assert schema["properties"]["name"]["maxLength"] == 100
+            assert commands["greeter.stats"]["owner_only"] is True
+            status = await client.call("plugins.status", {"plugin_id": "greeter"})
+            assert status["tools"] == ["greet_person"]
+
+            tool_call_script(llm, "greet_person", '{"name": "Grace"}')
+            run_id = await start(client, "greet Grace")
+            events = await run_events(client, run_id)
+            end = next(e.data for e in events if e.topic == "stream.tool_end")
+            assert end["is_error"] is False
+            assert end["output"] == f"Hello, Grace! (greeted during run {run_id})"
+            offered = [t["function"]["name"] for t in llm.requests[0].body["tools"]]
+            assert "greet_person" in offered
+            with trio.fail_after(10):  # the listener counts completed runs, after the fact
+                while (stats := await client.call("greeter.stats"))["runs_completed"] < 1:
+                    await trio.sleep(0)
+            assert stats["greeted"] == ["Ada", "Grace"] and stats["agents"] == ["main"]
+
+            assert await client.call("plugins.unload", {"plugin_id": "greeter"}) == {
+                "unloaded": True
+            }
+            assert (await wait_event(client, "greeter.stopped")).data == {"ticks": 0}
+            assert "greet_person" not in gw.tools.names()
+            assert (await error_of(client, "greeter.greet", {"name": "x"})).code == -32601
+            # a run after the unload: the model is no longer offered the tool
+            llm.script += [Reply(parts=sse(DONE))]
+            await run_events(client, await start(client, "greet again"))
+            offered = [t["function"]["name"] for t in llm.requests[-1].body.get("tools", [])]
+            assert "greet_person" not in offered
+
+
+async def test_a_tool_that_raises_fails_its_plugin_and_the_run_goes_on(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "tooly.py",
+        """
+        @attrs.frozen
+        class Args:
+            text: str
+
+        def setup(api: PluginApi) -> None:
+            @api.tool("shout", Args, description="Shout the text back.")
+            async def shout(ctx: ToolContext, params: Args) -> str:
+                if params.text == "refuse":
+                    raise ToolFailed("will not shout that")
+                raise ZeroDivisionError("bug")
+        """,
+    )
+    async with serve_llm() as llm, open_gateway(scripted_config(llm), data_dir=data_dir) as gw:
+        async with gw.connect() as client:
+            await client.call("plugins.load", {"path": str(path)})
+            tool_call_script(llm, "shout", '{"text": "refuse"}')
+            events = await run_events(client, await start(client, "go"))
+            end = next(e.data for e in events if e.topic == "stream.tool_end")
+            assert end["is_error"] is True and end["output"] == "will not shout that"
+            assert (await client.call("plugins.status", {"plugin_id": "tooly"}))["status"] == (
+                "enabled"
+            )
+            tool_call_script(llm, "shout", '{"text": "hi"}')
+            events = await run_events(client, await start(client, "go"))
+            end = next(e.data for e in events if e.topic == "stream.tool_end")
+            assert end["is_error"] is True
+            assert end["output"] == "plugin tooly failed: tool shout raised ZeroDivisionError: bug"
+            assert events[-1].topic == "agent.completed"
+            status = await client.call("plugins.status", {"plugin_id": "tooly"})
+            assert status["status"] == "failed" and status["tools"] == []
+            assert "shout" not in gw.tools.names()
