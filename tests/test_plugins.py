@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 import trio
+import trio.lowlevel
+import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_client, open_gateway
+from aleph_trio.auth import Principal
 from aleph_trio.kernel import AgentConfig, PluginsConfig, ProviderConfig
-from aleph_trio.plugins import LISTENER_QUEUE
+from aleph_trio.plugins import LISTENER_QUEUE, SETUP_TIMEOUT_S
 from aleph_trio.protocol import AlephError
 from llmserver import LLMServer, Reply, serve_llm, sse
 from runhelp import run_events, start, wait_event
@@ -25,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 import attrs
 import trio
+import trio.testing
 from aleph_trio.plugins import InvalidArgument, PluginApi, PluginEvent, ToolContext, ToolFailed
 """
 
@@ -428,7 +432,7 @@ async def test_the_example_plugin_end_to_end(data_dir: Path, nursery: trio.Nurse
             assert "greet_person" in offered
             with trio.fail_after(10):  # the listener counts completed runs, after the fact
                 while (stats := await client.call("greeter.stats"))["runs_completed"] < 1:
-                    await trio.sleep(0)
+                    await trio.lowlevel.checkpoint()
             assert stats["greeted"] == ["Ada", "Grace"] and stats["agents"] == ["main"]
 
             assert await client.call("plugins.unload", {"plugin_id": "greeter"}) == {
@@ -482,3 +486,62 @@ async def test_a_tool_that_raises_fails_its_plugin_and_the_run_goes_on(
             status = await client.call("plugins.status", {"plugin_id": "tooly"})
             assert status["status"] == "failed" and status["tools"] == []
             assert "shout" not in gw.tools.names()
+
+
+async def test_async_setup_and_a_setup_that_never_finishes(
+    client: Client, tmp_path: Path, patient_clock: trio.testing.MockClock
+) -> None:
+    slow = write(
+        tmp_path,
+        "slow_start.py",
+        """
+        async def setup(api: PluginApi) -> None:
+            await trio.sleep(5)  # an async setup may wait for what it needs
+
+            @api.method("ready", None, description="ready", owner_only=False)
+            async def ready(params: dict[str, Any]) -> bool:
+                return True
+        """,
+    )
+    stuck = write(
+        tmp_path,
+        "stuck.py",
+        """
+        async def setup(api: PluginApi) -> None:
+            await trio.sleep_forever()
+        """,
+    )
+    await client.call("plugins.load", {"path": str(slow)})
+    assert await client.call("slow_start.ready") is True
+    err = await error_of(client, "plugins.load", {"path": str(stuck)})
+    assert err.code == -32603
+    assert err.message.endswith(f"setup did not finish within {SETUP_TIMEOUT_S:g} s")
+    assert (await client.call("plugins.status", {"plugin_id": "stuck"}))["status"] == "failed"
+
+
+async def test_roles_apply_to_plugin_methods(gateway: Gateway, tmp_path: Path) -> None:
+    """A guest granted ``plugins.*`` and the plugin's namespace: plugins.* stay owner-only, and
+    a plugin method's own ``owner_only`` is enforced by the dispatcher."""
+    guest = Principal("guest", "guest-1", ("plugins.*", "roles.*"), invitation_id="inv_1")
+    gateway.auth.guest_resolvers.append(lambda token: guest if token == "guest-token" else None)
+    path = write(
+        tmp_path,
+        "roles.py",
+        """
+        def setup(api: PluginApi) -> None:
+            @api.method("open", None, description="anyone granted", owner_only=False)
+            async def open_(params: dict[str, Any]) -> str:
+                return "open"
+
+            @api.method("secret", None, description="owners only", owner_only=True)
+            async def secret(params: dict[str, Any]) -> str:
+                return "secret"
+        """,
+    )
+    async with gateway.connect() as owner, gateway.connect(token="guest-token") as visitor:
+        await owner.call("plugins.load", {"path": str(path)})
+        assert await visitor.call("roles.open") == "open"
+        assert (await error_of(visitor, "roles.secret")).code == -32002
+        assert await owner.call("roles.secret") == "secret"
+        for method in ("plugins.list", "plugins.load", "plugins.unload"):
+            assert (await error_of(visitor, method, {"plugin_id": "roles"})).code == -32002

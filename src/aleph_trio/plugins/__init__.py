@@ -20,6 +20,7 @@ from ._api import (
 )
 from ._manager import (
     LISTENER_QUEUE as LISTENER_QUEUE,
+    SETUP_TIMEOUT_S as SETUP_TIMEOUT_S,
     Plugin as Plugin,
     PluginManager as PluginManager,
 )

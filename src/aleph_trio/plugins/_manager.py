@@ -37,13 +37,15 @@ from ._api import MethodSpec, MethodTable, PluginApi, PluginEvent
 from ._loading import Imported, candidates, fallback_id, forget, import_plugin
 from ._state import PluginState, read_state, write_state
 
-__all__ = ["LISTENER_QUEUE", "Plugin", "PluginManager"]
+__all__ = ["LISTENER_QUEUE", "SETUP_TIMEOUT_S", "Plugin", "PluginManager"]
 
 log = component_logger("plugins")
 
 Status = Literal["enabled", "disabled", "failed"]
 #: Events waiting for one listener; beyond this, its events are dropped and counted.
 LISTENER_QUEUE = 1000
+#: A ``setup`` still running after this long fails the plugin (the gateway's start waits on it).
+SETUP_TIMEOUT_S = 30.0
 
 
 @attrs.define(eq=False)
@@ -295,13 +297,16 @@ class PluginManager:
                     plugin.nursery = nursery
                     logger = component_logger(f"plugins.{plugin.plugin_id}")
                     plugin.api = api = PluginApi(self, plugin, logger)
-                    try:
-                        assert plugin.module is not None
-                        outcome = plugin.module.setup(api)
-                        if inspect.isawaitable(outcome):
-                            await outcome
-                    except Exception as exc:
-                        self._fail(plugin, f"setup raised {_describe(exc)}")
+                    with trio.move_on_after(SETUP_TIMEOUT_S) as timer:
+                        try:
+                            assert plugin.module is not None
+                            outcome = plugin.module.setup(api)
+                            if inspect.isawaitable(outcome):
+                                await outcome
+                        except Exception as exc:
+                            self._fail(plugin, f"setup raised {_describe(exc)}")
+                    if timer.cancelled_caught:
+                        self._fail(plugin, f"setup did not finish within {SETUP_TIMEOUT_S:g} s")
                     reported = True
                     task_status.started()
                     await trio.sleep_forever()
