@@ -142,6 +142,13 @@ async def test_reload_picks_up_an_edit_and_imports_afresh(client: Client, tmp_pa
     await client.call("plugins.load", {"path": str(path)})
     assert await client.call("basic.version") == {"v": 3}
     assert len(plugin_modules()) == 1
+    # the file now names another id: loading its path again still replaces the old plugin
+    write(tmp_path, "basic.py", 'PLUGIN_ID = "renamed"\n' + BASIC)
+    assert (await client.call("plugins.load", {"path": str(path)}))["plugin_id"] == "renamed"
+    assert [p["id"] for p in (await client.call("plugins.list"))["plugins"]] == ["renamed"]
+    assert (await error_of(client, "basic.version")).code == -32601
+    assert await client.call("renamed.version") == {"v": 1}
+    assert len(plugin_modules()) == 1
 
 
 async def test_setup_that_raises_leaves_a_failed_plugin_and_a_serving_gateway(

@@ -172,6 +172,7 @@ class PluginManager:
         try:
             plugin = self._admit(imported, path, enabled=enabled)
         except InvalidArgument as exc:
+            forget(imported.module_name)
             log.error("plugin at %s not loaded: %s", path, exc.message)
             return
         if enabled:
@@ -190,15 +191,17 @@ class PluginManager:
         async with self._lock:
             self._require_serving()
             imported = await trio.to_thread.run_sync(import_plugin, path)
-            old = self._plugins.get(imported.plugin_id)
-            if old is not None and old.path == path:
-                await self._stop(old)
-                self._drop(old)
+            # the same path again is a reload, even if the file now names another id
+            old = next((p for p in self._plugins.values() if p.path == path), None)
             try:
-                plugin = self._admit(imported, path, enabled=True)
+                self._check_free(imported.plugin_id, replacing=old)
             except InvalidArgument:
                 forget(imported.module_name)
                 raise
+            if old is not None:
+                await self._stop(old)
+                self._drop(old)
+            plugin = self._admit(imported, path, enabled=True)
             await self._remember(path, loaded=True, disabled=False)
             await self._start(plugin)
             self._bus.publish("plugins.loaded", _about(plugin))
@@ -227,6 +230,11 @@ class PluginManager:
             await self._remember(plugin.path, disabled=False)
             if plugin.module is None:
                 imported = await trio.to_thread.run_sync(import_plugin, plugin.path)
+                try:
+                    self._check_free(imported.plugin_id, replacing=plugin)
+                except InvalidArgument:
+                    forget(imported.module_name)
+                    raise
                 self._drop(plugin)
                 plugin = self._admit(imported, plugin.path, enabled=True)
             await self._start(plugin)
@@ -251,14 +259,18 @@ class PluginManager:
         if self._nursery is None:
             raise OperationFailed("plugins are not being served (the gateway is stopping)")
 
+    def _check_free(self, plugin_id: str, *, replacing: Plugin | None = None) -> None:
+        """:class:`Conflict` unless ``plugin_id`` is free (or held by ``replacing``)."""
+        held = self._plugins.get(plugin_id)
+        if held is not None and held is not replacing:
+            raise Conflict.field("path", f"plugin id {plugin_id!r} is taken by {held.path}")
+        if held is None and self._methods.namespace_taken(plugin_id):
+            raise Conflict.field("path", f"plugin id {plugin_id!r} is a built-in namespace")
+
     def _admit(self, imported: Imported, path: Path, *, enabled: bool) -> Plugin:
         """Record a freshly imported plugin, once its id is known to be free."""
         plugin_id = imported.plugin_id
-        held = self._plugins.get(plugin_id)
-        if held is not None:
-            raise Conflict.field("path", f"plugin id {plugin_id!r} is taken by {held.path}")
-        if self._methods.namespace_taken(plugin_id):
-            raise Conflict.field("path", f"plugin id {plugin_id!r} is a built-in namespace")
+        self._check_free(plugin_id)
         plugin = Plugin(
             path,
             plugin_id,
