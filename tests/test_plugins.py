@@ -366,6 +366,8 @@ async def test_paths_that_are_not_plugins_and_unknown_ids(client: Client, tmp_pa
         str(tmp_path / "folder"): "without __init__.py",
         str(tmp_path / "nosetup.py"): "has no setup(api) function",
         str(tmp_path / "Bad-Name.py"): "plugin id 'Bad-Name' must be",
+        "bad\x00path.py": "is not a usable path",
+        str(tmp_path / ("x" * 300)): "File name too long",
     }
     for path, words in cases.items():
         err = await error_of(client, "plugins.load", {"path": path})

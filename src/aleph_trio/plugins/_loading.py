@@ -50,6 +50,13 @@ class _FreshLoader(importlib.machinery.SourceFileLoader):
 
 def entry_file(path: Path) -> Path:
     """The file a plugin's code starts in; :class:`InvalidArgument` when ``path`` is no plugin."""
+    try:
+        return _entry_file(path)
+    except OSError as exc:  # a name too long, a folder we may not read ...
+        raise InvalidArgument.field("path", f"{path} cannot be read: {exc.strerror}") from None
+
+
+def _entry_file(path: Path) -> Path:
     if path.is_file():
         if path.suffix != ".py":
             raise InvalidArgument.field("path", f"{path} is not a .py file or a package folder")

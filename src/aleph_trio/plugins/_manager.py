@@ -152,7 +152,12 @@ class PluginManager:
                     forget(plugin.module_name)
 
     def _startup_paths(self, state: PluginState) -> list[Path]:
-        found = [_resolve(p) for p in self.config().plugins.paths]
+        found = []
+        for text in self.config().plugins.paths:
+            try:
+                found.append(_resolve(text))
+            except InvalidArgument as exc:
+                log.error("plugins.paths: %s", exc.message)
         found += candidates(self._data_dir / "plugins")
         found += [Path(p) for p in state.loaded]
         return list(dict.fromkeys(found))
@@ -516,4 +521,8 @@ def _name(fn: object) -> str:
 
 
 def _resolve(text: str) -> Path:
-    return Path(text).expanduser().resolve()
+    """``text`` as an absolute path (relative ones from the gateway's working directory)."""
+    try:
+        return Path(text).expanduser().resolve()
+    except (ValueError, OSError, RuntimeError) as exc:  # a NUL byte, a symlink loop, no $HOME
+        raise InvalidArgument.field("path", f"{text!r} is not a usable path: {exc}") from None
