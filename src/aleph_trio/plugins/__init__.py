@@ -18,9 +18,6 @@ from ._api import (
     PluginApi as PluginApi,
     PluginEvent as PluginEvent,
 )
-from ._manager import (
-    LISTENER_QUEUE as LISTENER_QUEUE,
-    SETUP_TIMEOUT_S as SETUP_TIMEOUT_S,
-    Plugin as Plugin,
-    PluginManager as PluginManager,
-)
+from ._manager import SETUP_TIMEOUT_S as SETUP_TIMEOUT_S, PluginManager as PluginManager
+from ._plugin import Plugin as Plugin
+from ._registrar import LISTENER_QUEUE as LISTENER_QUEUE

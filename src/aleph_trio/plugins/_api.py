@@ -19,7 +19,8 @@ from ..kernel import Config, TopicPattern
 from ..tools import ToolContext
 
 if TYPE_CHECKING:
-    from ._manager import Plugin, PluginManager
+    from ._plugin import Plugin
+    from ._registrar import Registrar
 
 __all__ = ["MethodSpec", "MethodTable", "PluginApi", "PluginEvent"]
 
@@ -74,9 +75,16 @@ class PluginApi:
     starts runs in the plugin's own cancel scope.
     """
 
-    def __init__(self, manager: PluginManager, plugin: Plugin, log: logging.Logger) -> None:
-        self._manager = manager
+    def __init__(
+        self,
+        registrar: Registrar,
+        plugin: Plugin,
+        log: logging.Logger,
+        config: Callable[[], Config],
+    ) -> None:
+        self._registrar = registrar
         self._plugin = plugin
+        self._config = config
         #: The plugin's logger: component ``plugins.<plugin_id>`` (``logs.set_level`` applies).
         self.log = log
 
@@ -90,7 +98,7 @@ class PluginApi:
 
     def config(self) -> Config:
         """The gateway's configuration in force now (read-only)."""
-        return self._manager.config()
+        return self._config()
 
     def method(
         self,
@@ -114,7 +122,7 @@ class PluginApi:
 
         def register(fn: Callable[[P], Awaitable[object]]) -> Callable[[P], Awaitable[object]]:
             self._check()
-            self._manager.add_method(
+            self._registrar.add_method(
                 self._plugin, name, fn, params, description=description, owner_only=owner_only
             )
             return fn
@@ -140,7 +148,7 @@ class PluginApi:
             fn: Callable[[ToolContext, P], Awaitable[str]],
         ) -> Callable[[ToolContext, P], Awaitable[str]]:
             self._check()
-            self._manager.add_tool(self._plugin, name, fn, params, description=description)
+            self._registrar.add_tool(self._plugin, name, fn, params, description=description)
             return fn
 
         return register
@@ -157,7 +165,7 @@ class PluginApi:
 
         def register(fn: F) -> F:
             self._check()
-            self._manager.add_listener(self._plugin, compiled, fn)
+            self._registrar.add_listener(self._plugin, compiled, fn)
             return fn
 
         return register
@@ -166,9 +174,9 @@ class PluginApi:
         """Run ``await fn(*args)`` in the plugin's cancel scope until it returns or the plugin
         stops."""
         self._check()
-        self._manager.start_task(self._plugin, fn, *args)
+        self._registrar.start_task(self._plugin, fn, *args)
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Publish the event ``<plugin_id>.<name>`` on the gateway's bus."""
         self._check()
-        self._manager.publish(self._plugin, name, data)
+        self._registrar.publish(self._plugin, name, data)

@@ -11,87 +11,34 @@ runs, ``error`` says why). A failed plugin's methods and tools are withdrawn, so
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Literal, final
+from typing import Any, final
 
-import attrs
 import trio
 
 from ..kernel import (
     Config,
     Conflict,
-    Event,
     EventBus,
-    GatewayError,
     InvalidArgument,
     NotFound,
     OperationFailed,
-    Subscriber,
-    TopicPattern,
     component_logger,
 )
-from ..tools import Tool, ToolBox, ToolContext, ToolFailed
-from ._api import MethodSpec, MethodTable, PluginApi, PluginEvent
+from ..tools import ToolBox
+from ._api import MethodTable, PluginApi
 from ._loading import Imported, candidates, fallback_id, forget, import_plugin
+from ._plugin import Plugin, about, describe
+from ._registrar import Registrar
 from ._state import PluginState, read_state, write_state
 
-__all__ = ["LISTENER_QUEUE", "SETUP_TIMEOUT_S", "Plugin", "PluginManager"]
+__all__ = ["SETUP_TIMEOUT_S", "PluginManager"]
 
 log = component_logger("plugins")
 
-Status = Literal["enabled", "disabled", "failed"]
-#: Events waiting for one listener; beyond this, its events are dropped and counted.
-LISTENER_QUEUE = 1000
 #: A ``setup`` still running after this long fails the plugin (the gateway's start waits on it).
 SETUP_TIMEOUT_S = 30.0
-
-
-@attrs.define(eq=False)
-class Plugin:
-    """One known plugin and what it has registered while it runs."""
-
-    path: Path
-    plugin_id: str
-    name: str
-    version: str | None
-    module: ModuleType | None  #: ``None`` when its import failed at start
-    module_name: str | None
-    enabled: bool  #: what the owner wants (remembered); ``status`` is what is so
-    status: Status = "disabled"
-    error: str | None = None
-    methods: list[str] = attrs.Factory(list)
-    tools: list[str] = attrs.Factory(list)
-    listeners: list[tuple[Subscriber, trio.MemorySendChannel[Event]]] = attrs.Factory(list)
-    dropped_events: int = 0
-    api: PluginApi | None = None
-    scope: trio.CancelScope | None = None
-    nursery: trio.Nursery | None = None
-    stopped: trio.Event = attrs.Factory(trio.Event)
-    calls: set[trio.CancelScope] = attrs.Factory(set)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.plugin_id,
-            "name": self.name,
-            "version": self.version,
-            "path": str(self.path),
-            "enabled": self.enabled,
-            "status": self.status,
-        }
-
-    def status_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "plugin_id": self.plugin_id,
-            "status": self.status,
-            "methods": sorted(self.methods),
-            "tools": sorted(self.tools),
-            "dropped_events": self.dropped_events,
-        }
-        if self.error is not None:
-            out["error"] = self.error
-        return out
 
 
 @final
@@ -109,11 +56,11 @@ class PluginManager:
         event_data: Callable[[bytes], Mapping[str, Any]],
     ) -> None:
         self._bus = bus
-        self._tools = tools
-        self._methods = methods
+        self._registrar = Registrar(
+            bus=bus, tools=tools, methods=methods, event_data=event_data, fail=self._fail
+        )
         self.config = config
         self._data_dir = data_dir
-        self._event_data = event_data
         self._plugins: dict[str, Plugin] = {}
         self._lock = trio.Lock()
         self._nursery: trio.Nursery | None = None
@@ -147,7 +94,7 @@ class PluginManager:
         finally:
             self._nursery = None
             for plugin in self._plugins.values():
-                self._withdraw(plugin)
+                self._registrar.withdraw(plugin)
                 if plugin.module_name is not None:
                     forget(plugin.module_name)
 
@@ -185,7 +132,7 @@ class PluginManager:
                 await self._start(plugin)
             except OperationFailed:
                 return  # recorded and logged by _start
-            self._bus.publish("plugins.loaded", _about(plugin))
+            self._bus.publish("plugins.loaded", about(plugin))
 
     # ---- plugins.* operations
 
@@ -209,7 +156,7 @@ class PluginManager:
             plugin = self._admit(imported, path, enabled=True)
             await self._remember(path, loaded=True, disabled=False)
             await self._start(plugin)
-            self._bus.publish("plugins.loaded", _about(plugin))
+            self._bus.publish("plugins.loaded", about(plugin))
             return plugin
 
     async def unload(self, plugin_id: str) -> None:
@@ -221,7 +168,7 @@ class PluginManager:
             await self._stop(plugin)
             self._drop(plugin)
             await self._remember(plugin.path, loaded=False, disabled=False)
-            self._bus.publish("plugins.unloaded", _about(plugin))
+            self._bus.publish("plugins.unloaded", about(plugin))
 
     async def enable(self, plugin_id: str) -> Plugin:
         """Run the plugin's ``setup`` again (a plugin whose import failed is imported afresh)."""
@@ -243,7 +190,7 @@ class PluginManager:
                 self._drop(plugin)
                 plugin = self._admit(imported, plugin.path, enabled=True)
             await self._start(plugin)
-            self._bus.publish("plugins.loaded", _about(plugin))
+            self._bus.publish("plugins.loaded", about(plugin))
             return plugin
 
     async def disable(self, plugin_id: str) -> None:
@@ -256,7 +203,7 @@ class PluginManager:
             await self._stop(plugin)
             plugin.status, plugin.error = "disabled", None
             if was == "enabled":
-                self._bus.publish("plugins.unloaded", _about(plugin))
+                self._bus.publish("plugins.unloaded", about(plugin))
 
     # ---- lifecycle
 
@@ -269,7 +216,7 @@ class PluginManager:
         held = self._plugins.get(plugin_id)
         if held is not None and held is not replacing:
             raise Conflict.field("path", f"plugin id {plugin_id!r} is taken by {held.path}")
-        if held is None and self._methods.namespace_taken(plugin_id):
+        if held is None and self._registrar.namespace_taken(plugin_id):
             raise Conflict.field("path", f"plugin id {plugin_id!r} is a built-in namespace")
 
     def _admit(self, imported: Imported, path: Path, *, enabled: bool) -> Plugin:
@@ -313,7 +260,7 @@ class PluginManager:
                 async with trio.open_nursery() as nursery:
                     plugin.nursery = nursery
                     logger = component_logger(f"plugins.{plugin.plugin_id}")
-                    plugin.api = api = PluginApi(self, plugin, logger)
+                    plugin.api = api = PluginApi(self._registrar, plugin, logger, self.config)
                     with trio.move_on_after(SETUP_TIMEOUT_S) as timer:
                         try:
                             assert plugin.module is not None
@@ -321,7 +268,7 @@ class PluginManager:
                             if inspect.isawaitable(outcome):
                                 await outcome
                         except Exception as exc:
-                            self._fail(plugin, f"setup raised {_describe(exc)}")
+                            self._fail(plugin, f"setup raised {describe(exc)}")
                     if timer.cancelled_caught:
                         self._fail(plugin, f"setup did not finish within {SETUP_TIMEOUT_S:g} s")
                     reported = True
@@ -329,7 +276,7 @@ class PluginManager:
                     await trio.sleep_forever()
         finally:
             plugin.api = plugin.scope = plugin.nursery = None
-            self._withdraw(plugin)
+            self._registrar.withdraw(plugin)
             stopped.set()
             if not reported:
                 task_status.started()
@@ -341,26 +288,15 @@ class PluginManager:
         if plugin.scope is not None:
             plugin.scope.cancel()
             await plugin.stopped.wait()
-        self._withdraw(plugin)
+        self._registrar.withdraw(plugin)
         if plugin.status == "enabled":
             plugin.status = "disabled"
-
-    def _withdraw(self, plugin: Plugin) -> None:
-        """Remove everything the plugin registered (idempotent)."""
-        for name in plugin.methods:
-            self._methods.remove(name)
-        for name in plugin.tools:
-            self._tools.remove(name)
-        for sub, send in plugin.listeners:
-            self._bus.unsubscribe(sub)
-            send.close()
-        plugin.methods, plugin.tools, plugin.listeners = [], [], []
 
     def _fail(self, plugin: Plugin, error: str) -> None:
         """The plugin raised: withdraw it and cancel its scope; the first error is kept."""
         if plugin.status == "failed":
             return
-        self._withdraw(plugin)
+        self._registrar.withdraw(plugin)
         if plugin.scope is not None:
             plugin.scope.cancel()
         self._record_failure(plugin, error)
@@ -368,7 +304,7 @@ class PluginManager:
     def _record_failure(self, plugin: Plugin, error: str) -> None:
         plugin.status, plugin.error = "failed", error
         log.error("plugin %s failed: %s", plugin.plugin_id, error)
-        self._bus.publish("plugins.failed", {**_about(plugin), "error": error})
+        self._bus.publish("plugins.failed", {**about(plugin), "error": error})
 
     async def _remember(
         self, path: Path, *, loaded: bool | None = None, disabled: bool | None = None
@@ -385,139 +321,6 @@ class PluginManager:
             write_state(self._data_dir, state)
 
         await trio.to_thread.run_sync(update)
-
-    # ---- what PluginApi registers
-
-    def add_method(
-        self,
-        plugin: Plugin,
-        name: str,
-        fn: Callable[[Any], Awaitable[object]],
-        params: type | None,
-        *,
-        description: str,
-        owner_only: bool,
-    ) -> None:
-        full = f"{plugin.plugin_id}.{name}"
-
-        async def call(decoded: Any) -> object:
-            return await self._guarded_call(plugin, f"method {full}", fn, decoded)
-
-        self._methods.add(MethodSpec(full, description, params, owner_only, call))
-        plugin.methods.append(full)
-
-    def add_tool(
-        self,
-        plugin: Plugin,
-        name: str,
-        fn: Callable[[ToolContext, Any], Awaitable[str]],
-        params: type,
-        *,
-        description: str,
-    ) -> None:
-        async def run(ctx: ToolContext, decoded: Any) -> str:
-            try:
-                output = await self._guarded_call(plugin, f"tool {name}", fn, ctx, decoded)
-            except OperationFailed as exc:
-                raise ToolFailed(exc.message) from None
-            if not isinstance(output, str):
-                self._fail(plugin, f"tool {name} returned {type(output).__name__}, not str")
-                raise ToolFailed(f"plugin {plugin.plugin_id} failed: {plugin.error}")
-            return output
-
-        self._tools.add(Tool(name, description, params, run))
-        plugin.tools.append(name)
-
-    async def _guarded_call(
-        self, plugin: Plugin, what: str, fn: Callable[..., Awaitable[Any]], *args: Any
-    ) -> Any:
-        """``fn(*args)`` for a caller outside the plugin's scope (a request, a run): cancelled
-        when the plugin stops; a domain error or ``ToolFailed`` passes, anything else fails the
-        plugin."""
-        with trio.CancelScope() as scope:
-            plugin.calls.add(scope)
-            try:
-                return await fn(*args)
-            except (GatewayError, ToolFailed):
-                raise
-            except Exception as exc:
-                self._fail(plugin, f"{what} raised {_describe(exc)}")
-                raise OperationFailed(
-                    f"plugin {plugin.plugin_id} failed: {plugin.error}", plugin_id=plugin.plugin_id
-                ) from None
-            finally:
-                plugin.calls.discard(scope)
-        raise OperationFailed(
-            f"plugin {plugin.plugin_id} stopped during the call", plugin_id=plugin.plugin_id
-        )
-
-    def add_listener(
-        self, plugin: Plugin, patterns: list[TopicPattern], fn: Callable[[PluginEvent], Any]
-    ) -> None:
-        assert plugin.nursery is not None
-        send, receive = trio.open_memory_channel[Event](LISTENER_QUEUE)
-
-        def deliver(event: Event) -> bool:
-            try:
-                send.send_nowait(event)
-            except trio.WouldBlock:
-                plugin.dropped_events += 1
-                if plugin.dropped_events == 1:
-                    log.warning("plugin %s: a listener is too slow; dropping events", plugin.name)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                pass
-            return True  # never the bus's slow consumer: the plugin's own queue overflows
-
-        sub = self._bus.subscribe(deliver, on_overflow=lambda: None, patterns=patterns)
-        plugin.listeners.append((sub, send))
-        plugin.nursery.start_soon(self._listen, plugin, receive, fn)
-
-    async def _listen(
-        self,
-        plugin: Plugin,
-        receive: trio.MemoryReceiveChannel[Event],
-        fn: Callable[[PluginEvent], Any],
-    ) -> None:
-        async with receive:
-            async for event in receive:
-                data = dict(self._event_data(event.encoded))
-                item = PluginEvent(event.topic, event.seq, event.ts, data, event.run_id)
-                try:
-                    outcome = fn(item)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                except Exception as exc:
-                    self._fail(plugin, f"listener {_name(fn)} raised {_describe(exc)}")
-                    return
-
-    def start_task(
-        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], *args: object
-    ) -> None:
-        assert plugin.nursery is not None
-        plugin.nursery.start_soon(self._task, plugin, fn, args, name=f"plugin {plugin.plugin_id}")
-
-    async def _task(
-        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
-    ) -> None:
-        try:
-            await fn(*args)
-        except Exception as exc:
-            self._fail(plugin, f"task {_name(fn)} raised {_describe(exc)}")
-
-    def publish(self, plugin: Plugin, name: str, data: dict[str, Any]) -> None:
-        self._bus.publish(f"{plugin.plugin_id}.{name}", data)
-
-
-def _about(plugin: Plugin) -> dict[str, Any]:
-    return {"plugin_id": plugin.plugin_id, "name": plugin.name}
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-def _name(fn: object) -> str:
-    return getattr(fn, "__qualname__", None) or repr(fn)
 
 
 def _resolve(text: str) -> Path:
