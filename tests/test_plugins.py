@@ -117,7 +117,8 @@ async def test_lifecycle_over_a_socket(
     assert (await error_of(client, "basic.version", {"x": 1})).code == -32602
 
     assert await client.call("plugins.unload", {"plugin_id": "basic"}) == {"unloaded": True}
-    await wait_event(client, "basic.stopped")  # its task was cancelled
+    seen = await wait_all(client, "basic.stopped", "plugins.unloaded")  # its task was cancelled
+    assert seen["plugins.unloaded"] == {"plugin_id": "basic", "name": "basic"}
     err = await error_of(client, "basic.version")
     assert err.code == -32601 and err.message == "Method not found: basic.version"
     assert (await client.call("plugins.list"))["plugins"] == []
