@@ -65,6 +65,7 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
+        "plugins.load",  # a path that is not a plugin
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -95,6 +96,10 @@ NAMES_A_RESOURCE = frozenset(
         "services.status",
         "mcp.respond_approval",
         "mcp.cancel_approval",
+        "plugins.unload",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.status",
     }
 )
 

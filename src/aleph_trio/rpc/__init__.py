@@ -24,6 +24,7 @@ def build_registry() -> Registry:
         mcp,
         memory,
         models,
+        plugins,
         services,
         session,
         system,
@@ -44,4 +45,5 @@ def build_registry() -> Registry:
         identity.ns,
         services.ns,
         mcp.ns,
+        plugins.ns,
     )
