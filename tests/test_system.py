@@ -156,6 +156,11 @@ async def test_commands_list_matches_registry_and_validation(
         "identity.set",
         "identity.clear",
         "identity.list",
+        "workspace.create",
+        "workspace.list",
+        "workspace.get",
+        "workspace.update",
+        "workspace.archive",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

@@ -25,6 +25,7 @@ def build_registry() -> Registry:
         models,
         session,
         system,
+        workspace,
     )
 
     return Registry(
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        workspace.ns,
     )
