@@ -252,8 +252,9 @@ async def _given_directory(path: str) -> Path:
         await trio.Path(directory).mkdir(mode=0o700, parents=True, exist_ok=True)
     except FileExistsError:
         raise InvalidArgument.field("$.path", f"{str(directory)!r} is not a directory") from None
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise InvalidArgument.field(
-            "$.path", f"cannot create {str(directory)!r}: {exc.strerror or exc}"
+            "$.path", f"cannot create {str(directory)!r}: {reason}"
         ) from None
     return directory
