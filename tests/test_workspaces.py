@@ -287,6 +287,36 @@ async def test_the_tools_override_limits_what_the_provider_offers_and_runs(
         assert topics(events)[-1] == "agent.completed" and chunks(events) == "done"
 
 
+async def test_a_workspace_model_gone_from_the_config_is_named_with_the_workspace(
+    llm: LLMServer, tmp_path: Path, data_dir: Path
+) -> None:
+    config_file = tmp_path / "config.toml"
+    config_file.write_text(
+        f'[providers.local]\nkind = "openai"\nbase_url = "{llm.base_url}"\nmodels = ["a", "b"]\n'
+    )
+    async with (
+        open_gateway(config_path=config_file, data_dir=data_dir, watch_config=False) as gw,
+        gw.connect() as client,
+    ):
+        workspace_id = await create(client, "w", config={"model": "local/b"})
+        config_file.write_text("")  # the provider goes away
+        assert (await client.call("config.reload"))["reloaded"] is True
+        err = await call_error(client, "agent.run", {"message": "hi", "workspace_id": workspace_id})
+        assert err.code == -32602
+        assert workspace_id in err.message and "'local/b'" in err.message
+        assert "workspace.update" in err.message
+        assert llm.requests == []
+
+
+async def test_an_idempotency_key_tells_workspaces_apart(client: Client) -> None:
+    workspace_id = await create(client, "w")
+    params = {"message": "hi", "idempotency_key": "k1"}
+    first = await client.call("agent.run", params)
+    assert await client.call("agent.run", params) == first
+    err = await call_error(client, "agent.run", {**params, "workspace_id": workspace_id})
+    assert err.code == -32602 and err.data is not None and err.data["reason"] == "conflict"
+
+
 async def test_the_workspace_agent_is_the_default_for_agent_run_and_chat_send(
     data_dir: Path,
 ) -> None:

@@ -230,28 +230,7 @@ class RunManager:
             config, agent_id or (workspace.agent_id if workspace else None) or "main"
         )
         key = session_key or f"agent:{agent.id}:main"
-        catalog = self._models
-        chosen = workspace.model if workspace is not None and model is None else None
-        model_id = model or chosen or agent.model or catalog.default_model
-        try:
-            info = catalog.resolve(model_id)
-        except NotFound:
-            if chosen is not None and workspace is not None:
-                raise InvalidArgument(
-                    f"workspace {workspace.workspace_id} ({workspace.name!r}) is configured with "
-                    f"model {model_id!r}, which no provider offers: change it with "
-                    "workspace.update, or pass model (see models.list)"
-                ) from None
-            if model is None:  # not the caller's mistake: the agent's configuration
-                raise InvalidArgument(
-                    f"agent {agent.id!r} is configured with model {model_id!r}, which no "
-                    f"provider offers: fix agents.{agent.id}.model in the config, or pass "
-                    "model (see models.list)"
-                ) from None
-            raise InvalidArgument(
-                f"unknown model {model_id!r} (see models.list)",
-                problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],
-            ) from None
+        info = self._resolve_model(model, agent, workspace)
         level = agent.thinking if thinking is None else thinking
         if isinstance(level, bool):
             level = THINKING_FOR_TRUE if level else "off"
@@ -292,6 +271,34 @@ class RunManager:
             live = accept(run_id)
             await self.save(live.record)
         return live.record
+
+    def _resolve_model(
+        self, model: str | None, agent: Agent, workspace: RunWorkspace | None
+    ) -> ModelInfo:
+        """The caller's model, else the workspace's, else the agent's, else the default; an
+        unknown one is reported as the mistake of whoever chose it."""
+        catalog = self._models
+        chosen = workspace.model if workspace is not None and model is None else None
+        model_id = model or chosen or agent.model or catalog.default_model
+        try:
+            return catalog.resolve(model_id)
+        except NotFound:
+            if chosen is not None and workspace is not None:
+                raise InvalidArgument(
+                    f"workspace {workspace.workspace_id} ({workspace.name!r}) is configured with "
+                    f"model {model_id!r}, which no provider offers: change it with "
+                    "workspace.update, or pass model (see models.list)"
+                ) from None
+            if model is None:  # not the caller's mistake: the agent's configuration
+                raise InvalidArgument(
+                    f"agent {agent.id!r} is configured with model {model_id!r}, which no "
+                    f"provider offers: fix agents.{agent.id}.model in the config, or pass "
+                    "model (see models.list)"
+                ) from None
+            raise InvalidArgument(
+                f"unknown model {model_id!r} (see models.list)",
+                problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],
+            ) from None
 
     def _accept(
         self,
