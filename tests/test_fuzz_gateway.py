@@ -95,6 +95,11 @@ NAMES_A_RESOURCE = frozenset(
         "workspace.get",
         "workspace.update",
         "workspace.archive",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     }
 )
 

@@ -161,6 +161,13 @@ async def test_commands_list_matches_registry_and_validation(
         "workspace.get",
         "workspace.update",
         "workspace.archive",
+        "services.list",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.list_pending_approvals",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]
