@@ -28,6 +28,7 @@ def build_registry() -> Registry:
         services,
         session,
         system,
+        workspace,
     )
 
     return Registry(
@@ -43,6 +44,7 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        workspace.ns,
         services.ns,
         mcp.ns,
         plugins.ns,
