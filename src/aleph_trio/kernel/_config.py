@@ -25,6 +25,7 @@ __all__ = [
     "LoggingConfig",
     "McpConfig",
     "McpServerConfig",
+    "PluginsConfig",
     "ProviderConfig",
     "RunsConfig",
     "Secret",
@@ -196,6 +197,13 @@ class McpConfig:
 
 
 @attrs.frozen
+class PluginsConfig:
+    """Python plugins loaded at start (PROTOCOL §15), besides those in ``<data dir>/plugins``."""
+
+    paths: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
+
+
+@attrs.frozen
 class LoggingConfig:
     """Log levels: a default and per-component overrides (``components = { cron = "debug" }``)."""
 
@@ -219,3 +227,4 @@ class Config:
     browser: BrowserConfig = BrowserConfig()
     mcp: McpConfig = McpConfig()
     logging: LoggingConfig = LoggingConfig()
+    plugins: PluginsConfig = PluginsConfig()

@@ -25,9 +25,11 @@ def build_registry() -> Registry:
         mcp,
         memory,
         models,
+        plugins,
         services,
         session,
         system,
+        workspace,
     )
 
     return Registry(
@@ -44,6 +46,8 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         guests.ns,
+        workspace.ns,
         services.ns,
         mcp.ns,
+        plugins.ns,
     )

@@ -22,6 +22,7 @@ from ._records import (
     Run,
     Session,
     SessionFilter,
+    Workspace,
 )
 
 __all__ = ["Store", "StoreError"]
@@ -177,6 +178,20 @@ class Store(Protocol):
 
     async def revoke_invitation(self, invitation_id: str) -> bool:
         """Mark the invitation revoked; ``False`` if there was none, or it was revoked already."""
+
+    # workspaces
+    async def insert_workspace(self, workspace: Workspace) -> bool:
+        """Store a new workspace; ``False`` (nothing stored) when another one has its name."""
+        ...
+
+    async def save_workspace(self, workspace: Workspace) -> bool:
+        """Update a stored workspace; ``False`` (nothing written) when it does not exist."""
+        ...
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None: ...
+
+    async def list_workspaces(self, *, include_archived: bool) -> list[Workspace]:
+        """Workspaces in the order they were created; archived ones only when asked."""
         ...
 
     # idempotency keys
