@@ -156,6 +156,12 @@ async def test_commands_list_matches_registry_and_validation(
         "identity.set",
         "identity.clear",
         "identity.list",
+        "skills.list",
+        "skills.install",
+        "markdown_skills.load",
+        "markdown_skills.reload",
+        "markdown_skills.list",
+        "markdown_skills.unload",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

@@ -24,6 +24,7 @@ def build_registry() -> Registry:
         memory,
         models,
         session,
+        skills,
         system,
     )
 
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        skills.ns,
     )
