@@ -68,6 +68,8 @@ class SkillsService:
         self._offered: dict[str, _Offered] = {}
         self._section: str | None = None
         self._stale = True
+        #: One scan at a time, so an older scan never replaces a newer one.
+        self._scanning = trio.Lock()
 
     async def start(self) -> None:
         """Clean up after an install a stopped process left unfinished, restore the loaded
@@ -82,10 +84,11 @@ class SkillsService:
 
     async def refresh(self) -> None:
         """Read the skill folders again."""
-        self._stale = False
-        paths = self._settings().paths
-        self._found = await trio.to_thread.run_sync(self._scan, paths)
-        self._changed()
+        async with self._scanning:
+            self._stale = False
+            paths = self._settings().paths
+            self._found = await trio.to_thread.run_sync(self._scan, paths)
+            self._changed()
 
     def _scan(self, paths: tuple[str, ...]) -> list[FoundSkill]:
         found = scan(self.directory, "installed")
