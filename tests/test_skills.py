@@ -808,3 +808,30 @@ async def test_nothing_in_the_skills_dir_is_touched_by_a_failed_install(
     }
     assert after == before
     shutil.rmtree(tmp_path / "ok")
+
+
+async def test_a_new_skills_folder_in_the_config_reaches_the_next_run(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra"
+    make_skill(extra / "tea", "tea", description="From the folder.")
+    config_file = tmp_path / "config.toml"
+    async with serve_llm() as llm:
+        base = (
+            f'[providers.local]\nkind = "openai"\nbase_url = "{llm.base_url}"\nmodels = ["m"]\n'
+            '[agents.main]\nmodel = "local/m"\n'
+        )
+        config_file.write_text(base)
+        llm.script += [Reply(parts=say("ok")), Reply(parts=say("ok"))]
+        async with (
+            open_gateway(config_path=config_file, data_dir=data_dir, watch_config=False) as gw,
+            gw.connect() as client,
+        ):
+            await run_events(client, await start(client, "hi"))
+            assert "read_skill" not in json.dumps(llm.requests[0].body)
+            config_file.write_text(base + f'[skills]\npaths = ["{extra}"]\n')
+            assert "skills.paths" in (await client.call("config.reload"))["changed_keys"]
+            await run_events(client, await start(client, "hi again"))
+            second = llm.requests[1].body
+            assert "- tea: From the folder." in second["messages"][0]["content"]
+            assert "read_skill" in {t["function"]["name"] for t in second["tools"]}

@@ -79,8 +79,13 @@ class SkillsService:
         await self.refresh()
 
     def settings_changed(self, old: SkillsConfig, new: SkillsConfig) -> None:
+        """``skills.paths`` changed: the next model call rescans. The tool set of that call is
+        chosen before its prompt is built, so ``read_skill`` is offered now already; if the
+        rescan finds nothing it is taken away again for the calls after."""
         if old.paths != new.paths:
             self._stale = True
+            if new.paths:
+                self._offer_tool(True)
 
     async def refresh(self) -> None:
         """Read the skill folders again."""
@@ -104,10 +109,13 @@ class SkillsService:
             offered.setdefault(found.name, _Offered(found.name, found.description, found=found))
         self._offered = offered
         self._section = None
+        self._offer_tool(bool(offered))
+
+    def _offer_tool(self, offer: bool) -> None:
         present = self._tools.get(READ_SKILL) is self._tool
-        if offered and not present and self._tools.get(READ_SKILL) is None:
+        if offer and self._tools.get(READ_SKILL) is None:
             self._tools.add(self._tool)
-        elif not offered and present:
+        elif not offer and present:
             self._tools.remove(READ_SKILL)
 
     # skills.*
