@@ -63,8 +63,9 @@ def skills_dir(data_dir: Path) -> Path:
 
 
 def left_in(data_dir: Path) -> list[str]:
-    """Everything in the skills folder (staging folders included)."""
-    return sorted(os.listdir(skills_dir(data_dir)))
+    """Everything in the skills folder (staging folders included); made by the first install."""
+    folder = skills_dir(data_dir)
+    return sorted(os.listdir(folder)) if folder.exists() else []
 
 
 async def refused(client: Client, params: dict[str, object]) -> AlephError:
@@ -206,8 +207,9 @@ async def test_a_git_url_that_is_no_repository_is_refused(
 
 
 @pytest.fixture
-async def silent_server() -> AsyncIterator[int]:
+async def silent_server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     """A TCP listener on loopback that accepts and never answers (a git daemon that hangs)."""
+    monkeypatch.setenv("GIT_ALLOW_PROTOCOL", "file:git")  # conftest allows only file://
     listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
     held: list[trio.SocketStream] = []
 
@@ -835,3 +837,12 @@ async def test_a_new_skills_folder_in_the_config_reaches_the_next_run(
             second = llm.requests[1].body
             assert "- tea: From the folder." in second["messages"][0]["content"]
             assert "read_skill" in {t["function"]["name"] for t in second["tools"]}
+
+
+async def test_an_scp_like_address_is_cloned_with_git(client: Client, data_dir: Path) -> None:
+    """``user@host:path`` goes to git (which the tests allow only local repositories, so it
+    refuses the ssh transport without reaching anything)."""
+    error = await refused(client, {"name": "tea", "source": "git@127.0.0.1:team/tea.git"})
+    assert "git clone of git@127.0.0.1:team/tea.git failed" in error.message
+    assert "ssh" in error.message
+    assert left_in(data_dir) == []

@@ -86,7 +86,8 @@ class Installer:
 
     def clean_leftovers(self) -> None:
         """Remove staging folders a stopped process left (blocking; at start)."""
-        self._directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self._directory.is_dir():
+            return  # made by the first install
         for child in self._directory.iterdir():
             if child.name.startswith(STAGING_PREFIX):
                 log.info("skills: removing the unfinished install %s", child.name)
@@ -105,7 +106,7 @@ class Installer:
                     f"a skill named {name!r} is installed; pass replace: true to replace it",
                 )
             staging = self._directory / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
-            await trio.to_thread.run_sync(lambda: staging.mkdir(mode=0o700, parents=True))
+            await trio.to_thread.run_sync(_make_staging, staging)
             try:
                 tree = staging / "tree"
                 if kind == "git":
@@ -125,6 +126,8 @@ class Installer:
             "GIT_TERMINAL_PROMPT": "0",  # never wait for a password on a terminal
             "GIT_LFS_SKIP_SMUDGE": "1",
             "GCM_INTERACTIVE": "never",
+            # ssh asks about unknown hosts on the terminal, not stdin: fail instead
+            "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
         }
         command = ["git", "clone", "--depth", "1", "--quiet", "--no-tags", "--", url, str(tree)]
         with trio.move_on_after(timeout_s) as waited:
@@ -145,6 +148,11 @@ class Installer:
             lines = done.stderr.decode("utf-8", "replace").replace(url, shown).splitlines()
             why = next((line for line in reversed(lines) if line.strip()), "no message")
             raise _bad_source(f"git clone of {shown} failed: {why.strip()}")
+
+
+def _make_staging(staging: Path) -> None:
+    staging.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    staging.mkdir(mode=0o700)
 
 
 def _prepare(kind: SourceKind, source: str, tree: Path, name: str, limits: Limits) -> Path:

@@ -171,7 +171,8 @@ class MarkdownSkills:
 
 def _write_atomically(path: Path, text: str) -> None:
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as file:
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    with open(fd, "w", encoding="utf-8") as file:  # 0600 like every file in the data dir
         file.write(text)
         file.flush()
         os.fsync(file.fileno())
