@@ -236,6 +236,7 @@ async def test_a_clone_past_its_deadline_is_stopped_and_cleaned_up(
         assert info.value.code == -32005
         assert "did not finish within 30 s" in info.value.message
         assert left_in(data_dir) == []
+        assert not processes_mentioning(url)
 
 
 async def test_a_cancelled_install_leaves_nothing(
@@ -246,6 +247,16 @@ async def test_a_cancelled_install_leaves_nothing(
         with trio.move_on_after(5):
             await gw.skills.install("tea", url)
         assert left_in(data_dir) == []  # the staging folder went with the cancelled call
+        assert not processes_mentioning(url)  # and git with it
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if text.encode() in cmdline.read_bytes():
+                found.append(cmdline.parent.name)
+    return found
 
 
 async def test_leftovers_of_a_stopped_install_are_removed_at_start(data_dir: Path) -> None:
@@ -426,6 +437,12 @@ async def test_a_folder_holding_a_link_is_refused(
     (source / "notes" / "passwd").symlink_to("/etc/passwd")
     error = await refused(client, {"name": "tea", "source": str(source)})
     assert "'notes/passwd' is a link" in error.message
+    (source / "notes" / "passwd").unlink()
+    outside = tmp_path / "private.txt"
+    outside.write_text("secret")
+    os.link(outside, source / "notes" / "copy.txt")
+    error = await refused(client, {"name": "tea", "source": str(source)})
+    assert "'notes/copy.txt' is a hard link" in error.message
     assert left_in(data_dir) == []
 
 
@@ -552,6 +569,7 @@ async def test_markdown_skills_load_list_reload_unload(
     [haiku, _] = (await client.call("markdown_skills.list"))["skills"]
     assert haiku["description"] == "Write better haiku."
     assert "five seven five" in await gateway.skills.read("haiku", None)
+    assert await gateway.skills.read("tea", "notes/steps.md") == "1. warm the pot\n"
 
     assert await client.call("markdown_skills.unload", {"name": "haiku"}) == {"unloaded": True}
     assert [s["name"] for s in (await client.call("markdown_skills.list"))["skills"]] == ["tea"]

@@ -10,11 +10,13 @@ the staging folder first and back if the new one cannot be put in its place.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -139,6 +141,8 @@ class Installer:
                     capture_stderr=True,
                     check=False,
                     env=env,
+                    start_new_session=True,  # its own process group: helpers die with it
+                    deliver_cancel=_kill_group,
                 )
             except FileNotFoundError:
                 raise OperationFailed("git is not installed on the gateway's machine") from None
@@ -148,6 +152,12 @@ class Installer:
             lines = done.stderr.decode("utf-8", "replace").replace(url, shown).splitlines()
             why = next((line for line in reversed(lines) if line.strip()), "no message")
             raise _bad_source(f"git clone of {shown} failed: {why.strip()}")
+
+
+async def _kill_group(process: trio.Process) -> None:
+    """A clone given up on needs no grace: kill git and the helpers it started at once."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def _make_staging(staging: Path) -> None:
