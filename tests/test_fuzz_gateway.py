@@ -94,6 +94,11 @@ NAMES_A_RESOURCE = frozenset(
         "cron.resume",
         "markdown_skills.reload",
         "markdown_skills.unload",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     }
 )
 

@@ -162,6 +162,13 @@ async def test_commands_list_matches_registry_and_validation(
         "markdown_skills.reload",
         "markdown_skills.list",
         "markdown_skills.unload",
+        "services.list",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.list_pending_approvals",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

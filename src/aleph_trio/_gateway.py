@@ -44,6 +44,7 @@ from .kernel import (
     now_ts,
     resolve_secret,
 )
+from .mcp import McpServers
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import build_registry
@@ -51,8 +52,9 @@ from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
 from .skills import READ_SKILL, SkillsService
-from .store import Store, open_sqlite_store
+from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
+from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
 
 if TYPE_CHECKING:
     from .client import Client
@@ -67,6 +69,10 @@ log = component_logger("gateway")
 INTERRUPTED = "interrupted by gateway restart"
 #: Why runs and firings are refused, or cancelled, while the gateway stops.
 SHUTTING_DOWN = "gateway shutting down"
+#: How long ``/ready`` waits for the store to answer before it says the store is not ready.
+READY_STORE_TIMEOUT_S = 2.0
+#: Why ``services.stop runs`` is refused.
+RUNS_REQUIRED = "every agent run and cron firing lives in it; stop the gateway instead"
 
 
 @attrs.frozen
@@ -146,8 +152,31 @@ class Gateway:
             settings=current,
             clock=wall_clock,
         )
+        self.mcp = McpServers(
+            services=self.services,
+            tools=self.tools,
+            bus=bus,
+            settings=lambda: current().mcp,
+            guard=self.commands,
+        )
         self.connections: dict[str, Connection] = {}
+        self.instruments = Instruments()
+        self.web = HttpServer(
+            Routes(
+                health=self._liveness,
+                ready=self._readiness,
+                metrics=self._metrics_text,
+                check_token=self._is_owner_token,
+                require_auth=lambda: current().auth.require_auth,
+                instruments=self.instruments,
+            ),
+            lambda: HttpLimits(
+                request_timeout_s=current().auth.handshake_timeout_s,
+                idle_timeout_s=current().server.http_idle_timeout_s,
+            ),
+        )
         self._accepting: set[trio.CancelScope] = set()
+        self._draining = False
         self._started = time.monotonic()
         self.settings.on_change(self._apply_config)
 
@@ -179,6 +208,8 @@ class Gateway:
         self.models.configure(new)
         self.runs.fill()
         self.skills.settings_changed(old.skills, new.skills)
+        if new.mcp != old.mcp:
+            self.mcp.configure()
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token
@@ -236,6 +267,7 @@ class Gateway:
         with 1001.
         """
         grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
+        self._draining = True
         for scope in self._accepting:
             scope.cancel()
         self.runs.close_admission(SHUTTING_DOWN)
@@ -288,6 +320,57 @@ class Gateway:
                     )
                 yield client
             nursery.cancel_scope.deadline = trio.current_time() + 5
+
+    # -- what the HTTP routes show -----------------------------------------------------------
+
+    def _liveness(self) -> dict[str, object]:
+        return {"status": "ok", "uptime_s": round(self.uptime_s, 3)}
+
+    async def _readiness(self) -> dict[str, bool]:
+        """``/ready``: the store answers a read, the scheduler runs, connections are accepted."""
+        store_ok = False
+        with trio.move_on_after(READY_STORE_TIMEOUT_S):
+            try:
+                await self.store.get_session("agent:main:main")
+                store_ok = True
+            except StoreError:
+                pass
+        return {
+            "store": store_ok,
+            "scheduler": self.services.statuses().get("cron") == "running",
+            "accepting": not self._draining,
+        }
+
+    def _is_owner_token(self, token: str) -> bool:
+        principal = self.auth.authenticate(token)
+        return principal is not None and principal.role == "owner"
+
+    def _metrics_text(self) -> str:
+        bus = self.bus.statistics()
+        runs = self.runs.statistics()
+        cron = self.cron.statistics()
+        roles: dict[str, int] = {"owner": 0, "guest": 0, "unauthenticated": 0}
+        queued = 0
+        for connection in self.connections.values():
+            stats = connection.statistics()
+            role = stats.role or "unauthenticated"
+            roles[role] = roles.get(role, 0) + 1
+            queued += stats.queued_frames
+        readings = Readings(
+            uptime_s=self.uptime_s,
+            connections=roles,
+            send_queue_frames=queued,
+            events_published=bus.seq,
+            subscribers=bus.subscribers,
+            replay_buffer_events=bus.buffered,
+            runs_live={"running": runs.running, "queued": runs.queued},
+            runs_finished=runs.finished,
+            cron_active=cron.active_runs,
+            cron_queued=cron.queued_runs,
+            approvals_pending=len(self.approvals.pending()),
+            services=self.services.statuses(),
+        )
+        return metrics_text(readings, self.instruments)
 
     def statistics(self) -> GatewayStatistics:
         bus = self.bus.statistics()
@@ -379,12 +462,15 @@ async def _open_locked(
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
             await gateway.skills.start()
-            await gateway.services.start(nursery, "runs", gateway.runs.serve)
+            await gateway.services.start(
+                nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
+            )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher
                 )
+            await gateway.mcp.open(nursery)
             try:
                 yield gateway
             finally:

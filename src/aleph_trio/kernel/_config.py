@@ -84,6 +84,8 @@ class ServerConfig:
     ping_interval_s: Seconds = 20.0
     ping_timeout_s: Seconds = 20.0
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    #: An idle keep-alive HTTP connection (``/health``, ``/metrics``) is closed after this.
+    http_idle_timeout_s: Seconds = 30.0
 
 
 @attrs.frozen

@@ -31,7 +31,7 @@ __all__ = ["Event", "EventBus", "EventBusStatistics", "EventEncoder", "ReplayLos
 EventEncoder = Callable[[str, int, str, Mapping[str, Any]], bytes]
 
 #: Topics only owners may see, whatever their patterns say (PROTOCOL §6.2).
-OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
+OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.", "services.")
 
 
 @attrs.frozen(eq=False)

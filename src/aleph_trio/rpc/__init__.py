@@ -21,8 +21,10 @@ def build_registry() -> Registry:
         events,
         exec,
         identity,
+        mcp,
         memory,
         models,
+        services,
         session,
         skills,
         system,
@@ -42,4 +44,6 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         skills.ns,
+        services.ns,
+        mcp.ns,
     )

@@ -14,6 +14,7 @@ published after that.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import uuid
@@ -70,6 +71,8 @@ class RunStatistics:
     running: int
     queued: int
     max_concurrent: int
+    #: Runs finished since the manager started, by final status.
+    finished: dict[str, int] = attrs.Factory(dict)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -100,6 +103,7 @@ class RunManager:
         self._settings = settings
         self._nursery: trio.Nursery | None = None
         self._runs: dict[str, LiveRun] = {}
+        self._finished: collections.Counter[str] = collections.Counter()
         self._lanes = Lanes(lambda: self._max_concurrent, self._admit)
         self._claiming = trio.Lock()
         #: Why no run is accepted any more (the gateway is stopping), or ``None``.
@@ -144,7 +148,11 @@ class RunManager:
     def statistics(self) -> RunStatistics:
         running = sum(1 for r in self._runs.values() if r.admitted.is_set())
         return RunStatistics(
-            len(self._runs), running, len(self._runs) - running, self._max_concurrent
+            len(self._runs),
+            running,
+            len(self._runs) - running,
+            self._max_concurrent,
+            dict(self._finished),
         )
 
     @property
@@ -406,6 +414,7 @@ class RunManager:
                 error_code=outcome.code,
                 output=output,
             )
+            self._finished[outcome.status] += 1
             try:
                 await self.save(live.record)
             except StoreError as exc:
