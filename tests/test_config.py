@@ -189,6 +189,7 @@ async def test_schema_is_generated_from_the_model(client: Client) -> None:
         "mcp",
         "logging",
         "skills",
+        "plugins",
     }
     server = schema["$defs"]["ServerConfig"]
     assert server["properties"]["port"]["maximum"] == 65535

@@ -67,6 +67,7 @@ SEMANTIC_CHECKS = frozenset(
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
         "skills.install",  # a source that is no skill, or not there
         "markdown_skills.load",  # a path that is no markdown skill, or not there
+        "plugins.load",  # a path that is not a plugin
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -99,6 +100,10 @@ NAMES_A_RESOURCE = frozenset(
         "services.status",
         "mcp.respond_approval",
         "mcp.cancel_approval",
+        "plugins.unload",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.status",
     }
 )
 

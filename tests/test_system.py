@@ -20,7 +20,7 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {"cron": "running", "runs": "running"}
+    assert result["services"] == {"cron": "running", "plugins": "running", "runs": "running"}
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
@@ -169,6 +169,12 @@ async def test_commands_list_matches_registry_and_validation(
         "mcp.list_pending_approvals",
         "mcp.respond_approval",
         "mcp.cancel_approval",
+        "plugins.list",
+        "plugins.load",
+        "plugins.unload",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.status",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

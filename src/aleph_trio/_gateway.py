@@ -17,10 +17,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import httpx
+import msgspec
 import platformdirs
 import trio
 
@@ -45,9 +46,10 @@ from .kernel import (
     resolve_secret,
 )
 from .mcp import McpServers
+from .plugins import MethodSpec, PluginManager
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
-from .rpc import build_registry
+from .rpc import CallContext, Method, build_registry
 from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
@@ -158,6 +160,14 @@ class Gateway:
             bus=bus,
             settings=lambda: current().mcp,
             guard=self.commands,
+        )
+        self.plugins = PluginManager(
+            bus=bus,
+            tools=self.tools,
+            methods=_PluginMethods(self.registry),
+            config=current,
+            data_dir=data_dir,
+            event_data=_event_data,
         )
         self.connections: dict[str, Connection] = {}
         self.instruments = Instruments()
@@ -466,6 +476,7 @@ async def _open_locked(
                 nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
             )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher
@@ -479,6 +490,34 @@ async def _open_locked(
     finally:
         ring.listener = None
         root_logger.removeHandler(ring)
+
+
+@final
+class _PluginMethods:
+    """The RPC registry as the plugin manager sees it: plugin method specs become registry
+    methods, so the dispatcher checks roles, decodes params and maps errors for them too."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def add(self, spec: MethodSpec) -> None:
+        async def handler(ctx: CallContext, params: Any) -> object:
+            return await spec.call(params)
+
+        method = Method(spec.name, spec.description, spec.params, handler, spec.owner_only)
+        self._registry.add(method)
+
+    def remove(self, name: str) -> None:
+        self._registry.remove(name)
+
+    def namespace_taken(self, namespace: str) -> bool:
+        return any(m.name.startswith(namespace + ".") for m in self._registry)
+
+
+def _event_data(frame: bytes) -> dict[str, Any]:
+    """The ``data`` of an event frame (what ``protocol.encode_event`` made of it)."""
+    data: dict[str, Any] = msgspec.json.decode(frame)["params"]["data"]
+    return data
 
 
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:

@@ -21,6 +21,7 @@ from ._config import (
     LoggingConfig as LoggingConfig,
     McpConfig as McpConfig,
     McpServerConfig as McpServerConfig,
+    PluginsConfig as PluginsConfig,
     ProviderConfig as ProviderConfig,
     RunsConfig as RunsConfig,
     Secret as Secret,

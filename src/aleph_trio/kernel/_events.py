@@ -225,9 +225,14 @@ class EventBus:
         *,
         on_overflow: Callable[[], None],
         may_see: Callable[[Event], bool] = lambda event: True,
+        patterns: Iterable[TopicPattern] = (),
     ) -> Subscriber:
+        """A new subscriber; ``patterns`` apply at once (no replay), as a synchronous step."""
         sub = Subscriber(next(self._ids), deliver, on_overflow, may_see)
         sub.considered_upto = self._seq
+        sub.patterns.update({p.text: p for p in patterns})
+        if sub.patterns:
+            self._matchers.clear()
         self._subscribers[sub.id] = sub
         return sub
 

@@ -24,6 +24,7 @@ def build_registry() -> Registry:
         mcp,
         memory,
         models,
+        plugins,
         services,
         session,
         skills,
@@ -46,4 +47,5 @@ def build_registry() -> Registry:
         skills.ns,
         services.ns,
         mcp.ns,
+        plugins.ns,
     )
