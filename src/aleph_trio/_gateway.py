@@ -50,13 +50,14 @@ from .plugins import MethodSpec, PluginManager
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import CallContext, Method, build_registry
-from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics
+from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics, agents_of
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
 from .skills import READ_SKILL, SkillsService
 from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
 from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
+from .workspaces import WorkspaceService
 
 if TYPE_CHECKING:
     from .client import Client
@@ -136,6 +137,14 @@ class Gateway:
         self.prompts.add_section(self._identity_section)
         self.skills = SkillsService(data_dir, self.tools, lambda: current().skills)
         self.prompts.add_section(self._skills_section)
+        self.workspaces = WorkspaceService(
+            store,
+            bus,
+            data_dir,
+            agents=lambda: [agent.id for agent in agents_of(current())],
+            models=self.models,
+            tools=self.tools.names,
+        )
         self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
         self.runs = RunManager(
             store=store,
@@ -145,6 +154,7 @@ class Gateway:
             loop=AgentLoop(self.sessions, self.tools, self.prompts, lambda: current().runs),
             compactor=self.compactor,
             settings=current,
+            workspaces=self.workspaces,
         )
         self.cron = CronService(
             store=store,

@@ -29,6 +29,7 @@ def build_registry() -> Registry:
         session,
         skills,
         system,
+        workspace,
     )
 
     return Registry(
@@ -45,6 +46,7 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         skills.ns,
+        workspace.ns,
         services.ns,
         mcp.ns,
         plugins.ns,

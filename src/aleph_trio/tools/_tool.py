@@ -51,6 +51,12 @@ class ToolRun(Protocol):
     @property
     def agent_id(self) -> str: ...
 
+    @property
+    def cwd(self) -> str | None:
+        """The run's working directory (its workspace's), where ``exec`` runs by default;
+        ``None`` outside a workspace."""
+        ...
+
     async def set_status(self, status: str) -> None:
         """Move the run to ``status`` (``waiting_approval`` while a tool waits for a person,
         ``running`` again after)."""
