@@ -65,6 +65,8 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
+        "skills.install",  # a source that is no skill, or not there
+        "markdown_skills.load",  # a path that is no markdown skill, or not there
         "plugins.load",  # a path that is not a plugin
         "workspace.create",  # blank or taken name, unknown agent, model or tool, relative path
         "workspace.update",  # neither config nor status, unknown agent, model or tool
@@ -93,6 +95,8 @@ NAMES_A_RESOURCE = frozenset(
         "cron.trigger",
         "cron.pause",
         "cron.resume",
+        "markdown_skills.reload",
+        "markdown_skills.unload",
         "workspace.get",
         "workspace.update",
         "workspace.archive",

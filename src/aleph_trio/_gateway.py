@@ -53,6 +53,7 @@ from .rpc import CallContext, Method, build_registry
 from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics, agents_of
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
+from .skills import READ_SKILL, SkillsService
 from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
 from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
@@ -134,6 +135,8 @@ class Gateway:
         self.identities = IdentityService(store, bus)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
+        self.skills = SkillsService(data_dir, self.tools, lambda: current().skills)
+        self.prompts.add_section(self._skills_section)
         self.workspaces = WorkspaceService(
             store,
             bus,
@@ -214,12 +217,17 @@ class Gateway:
         """The active identity's persona, in every run's system prompt."""
         return await self.identities.prompt_section()
 
+    async def _skills_section(self, agent: Agent, session_key: str) -> str | None:
+        """The skills an agent may read, by name and description."""
+        return await self.skills.prompt_section() if agent.may_use(READ_SKILL) else None
+
     def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
         apply_levels(new.logging.level, dict(new.logging.components))
         if new.events != old.events:
             self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
         self.models.configure(new)
         self.runs.fill()
+        self.skills.settings_changed(old.skills, new.skills)
         if new.mcp != old.mcp:
             self.mcp.configure()
         token = resolve_secret(new.auth.token)
@@ -473,6 +481,7 @@ async def _open_locked(
                 log.warning("configuration: %s", warning)
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
+            await gateway.skills.start()
             await gateway.services.start(
                 nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
             )

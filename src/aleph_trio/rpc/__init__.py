@@ -27,6 +27,7 @@ def build_registry() -> Registry:
         plugins,
         services,
         session,
+        skills,
         system,
         workspace,
     )
@@ -44,6 +45,7 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        skills.ns,
         workspace.ns,
         services.ns,
         mcp.ns,
