@@ -44,6 +44,7 @@ from .kernel import (
     now_ts,
     resolve_secret,
 )
+from .poe import Evaluator, PoeService
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import build_registry
@@ -143,6 +144,16 @@ class Gateway:
             settings=current,
             clock=wall_clock,
         )
+        self.poe = PoeService(
+            store=store,
+            bus=bus,
+            runs=self.runs,
+            models=self.models,
+            evaluator=Evaluator(
+                approvals=self.approvals, guard=self.commands, models=self.models, config=current
+            ),
+            settings=current,
+        )
         self.connections: dict[str, Connection] = {}
         self._accepting: set[trio.CancelScope] = set()
         self._started = time.monotonic()
@@ -232,6 +243,7 @@ class Gateway:
             scope.cancel()
         self.runs.close_admission(SHUTTING_DOWN)
         self.cron.stop_firing(SHUTTING_DOWN)
+        self.poe.close_admission(SHUTTING_DOWN)
         log.info("stopping: waiting up to %g s for runs, cron firings and approvals", grace)
         with trio.move_on_after(grace) as waited:
             async with trio.open_nursery() as nursery:
@@ -241,12 +253,14 @@ class Gateway:
                 nursery.cancel_scope.cancel()
         if waited.cancelled_caught or (hurry is not None and hurry.is_set()):
             log.warning("stopping now: cancelling what is still running")
+        await self.poe.cancel_all(SHUTTING_DOWN)  # first: each cancels its own agent run
         await self.runs.cancel_all(SHUTTING_DOWN)
         await self.cron.cancel_firings(SHUTTING_DOWN)
 
     def _busy(self) -> bool:
         cron = self.cron.statistics()
         live = self.runs.statistics().live + cron.active_runs + cron.queued_runs
+        live += self.poe.live_count()
         return bool(live or self.approvals.pending())
 
     async def _wait_idle(self) -> None:
@@ -254,6 +268,7 @@ class Gateway:
             await self.runs.wait_idle()
             await self.cron.wait_idle()
             await self.approvals.wait_idle()
+            await self.poe.wait_idle()
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one already-accepted byte stream (a socket, a pipe) as a WebSocket connection."""
@@ -372,6 +387,7 @@ async def _open_locked(
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.services.start(nursery, "poe", gateway.poe.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -23,6 +23,7 @@ def build_registry() -> Registry:
         identity,
         memory,
         models,
+        poe,
         session,
         system,
     )
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        poe.ns,
     )
