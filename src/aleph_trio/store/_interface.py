@@ -165,9 +165,7 @@ class Store(Protocol):
         """The newest ``limit`` POE runs, newest first."""
         ...
 
-    async def fail_unfinished_poe_runs(
-        self, error: str, statuses: Collection[str]
-    ) -> list[PoeRun]:
+    async def fail_unfinished_poe_runs(self, error: str, statuses: Collection[str]) -> list[PoeRun]:
         """Mark POE runs whose status is one of ``statuses`` as failed with ``error``; returns
         them."""
         ...

@@ -77,7 +77,7 @@ def list_poe_contracts(conn: sqlite3.Connection, status: str) -> list[PoeContrac
 
 def save_poe_run(conn: sqlite3.Connection, run: PoeRun) -> None:
     conn.execute(
-        f"INSERT INTO poe_runs ({RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        f"INSERT INTO poe_runs ({RUN_COLUMNS}) VALUES ({', '.join('?' * 15)}) "
         "ON CONFLICT (run_id) DO UPDATE SET status = excluded.status, "
         "attempt = excluded.attempt, phase = excluded.phase, last_score = excluded.last_score, "
         "tokens_used = excluded.tokens_used, attempts = excluded.attempts, "

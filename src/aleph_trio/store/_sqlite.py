@@ -376,9 +376,7 @@ class SQLiteStore:
     async def list_poe_runs(self, *, limit: int) -> list[PoeRun]:
         return await self._read(partial(sql_poe.list_poe_runs, limit=limit))
 
-    async def fail_unfinished_poe_runs(
-        self, error: str, statuses: Collection[str]
-    ) -> list[PoeRun]:
+    async def fail_unfinished_poe_runs(self, error: str, statuses: Collection[str]) -> list[PoeRun]:
         return await self._write(
             partial(
                 sql_poe.fail_unfinished_poe_runs,
