@@ -52,7 +52,8 @@ INTERRUPTED: Final = "interrupted by gateway restart"
 def run_json(record: PoeRun) -> dict[str, Any]:
     """``poe.status`` (and each entry of ``poe.list``)."""
     spec = record.spec
-    last = record.attempts[-1] if record.attempts else {}
+    evaluated = [entry for entry in record.attempts if "criteria" in entry]
+    last = evaluated[-1] if evaluated else {}
     out: dict[str, Any] = {
         "run_id": record.run_id,
         "status": record.status,
