@@ -174,7 +174,8 @@ async def test_create_list_get_status(
             "next_run_at": ts(2026, 3, 27, 12, 15),
             "next_job_id": job_id,
         }
-        assert (await client.call("health"))["services"] == {"cron": "running", "runs": "running"}
+        services = (await client.call("health"))["services"]
+        assert services == {"cron": "running", "poe": "running", "runs": "running"}
         assert gw.cron.statistics().jobs == 2
 
 

@@ -65,6 +65,8 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
+        "poe.run",  # the spec's fields and rules
+        "poe.prepare",  # the spec's fields and rules
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -90,6 +92,12 @@ NAMES_A_RESOURCE = frozenset(
         "cron.trigger",
         "cron.pause",
         "cron.resume",
+        "poe.run",  # agent_id
+        "poe.prepare",  # the spec's agent_id
+        "poe.sign",
+        "poe.reject",
+        "poe.status",
+        "poe.cancel",
     }
 )
 
