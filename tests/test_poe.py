@@ -490,6 +490,11 @@ async def test_given_criteria_are_kept_and_reject_ends_the_contract(
         ),
         (spec({"type": "judge", "prompt": "?"}, max_attempts=0), "$.spec.max_attempts", ">= 1"),
         (spec({"type": "judge", "prompt": "?"}, colour="red"), "$.spec.colour", "unknown field"),
+        (
+            {"objective": " ", "instruction": "x", "criteria": [{"type": "file_exists"}]},
+            "$.spec.objective",
+            "must not be blank (and 1 more)",
+        ),
         (spec("file_exists"), "$.spec.criteria[0]", "expected a rule object"),
     ],
 )
@@ -522,12 +527,22 @@ async def test_only_the_owner_signs_or_rejects(gateway: Gateway) -> None:
     guest = Principal("guest", "guest-1", ("poe.*",), invitation_id="inv_1")
     gateway.auth.guest_resolvers.append(lambda token: guest if token == "guest-token" else None)
     async with gateway.connect() as owner, gateway.connect(token="guest-token") as visitor:
-        prepared = await owner.call("poe.prepare", {"spec": spec({"type": "judge", "prompt": "?"})})
+        judge = {"type": "judge", "prompt": "?"}
+        prepared = await owner.call("poe.prepare", {"spec": spec(judge)})
         for method in ("poe.sign", "poe.reject"):
             err = await call_error(visitor, method, {"contract_id": prepared["contract_id"]})
             assert err.code == -32002
         assert (await visitor.call("poe.pending"))["contracts"] == []  # not the guest's own
         assert len((await owner.call("poe.pending"))["contracts"]) == 1
+        owners = (await owner.call("poe.run", {"spec": spec(judge, max_attempts=1)}))["run_id"]
+        for method in ("poe.status", "poe.cancel"):
+            err = await call_error(visitor, method, {"run_id": owners})
+            assert err.code == -32004
+        assert (await visitor.call("poe.list"))["runs"] == []
+        mine = (await visitor.call("poe.run", {"spec": spec(judge, max_attempts=1)}))["run_id"]
+        assert [r["run_id"] for r in (await visitor.call("poe.list"))["runs"]] == [mine]
+        assert (await visitor.call("poe.status", {"run_id": mine}))["run_id"] == mine
+        assert {r["run_id"] for r in (await owner.call("poe.list"))["runs"]} == {owners, mine}
 
 
 # -- persistence ---------------------------------------------------------------------------------

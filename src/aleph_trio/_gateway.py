@@ -231,12 +231,12 @@ class Gateway:
     async def drain(self, grace_s: float | None = None, *, hurry: trio.Event | None = None) -> None:
         """Stop without dropping work, before the gateway is closed.
 
-        New connections are no longer accepted, and new runs and cron firings are refused with
-        a clear error. Runs, firings and exec approvals in flight get ``grace_s`` (default
-        ``server.shutdown_grace_s``) to end, while clients stay connected to watch them and to
-        answer approvals; ``hurry`` being set cuts the wait short. Whatever is left is then
-        cancelled and recorded as such. Cancelling :meth:`serve` afterwards closes the clients
-        with 1001.
+        New connections are no longer accepted, and new runs, cron firings and POE runs are
+        refused with a clear error. Runs, firings, POE runs and exec approvals in flight get
+        ``grace_s`` (default ``server.shutdown_grace_s``) to end, while clients stay connected to
+        watch them and to answer approvals; ``hurry`` being set cuts the wait short. Whatever
+        is left is then cancelled and recorded as such. Cancelling :meth:`serve` afterwards
+        closes the clients with 1001.
         """
         grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
         for scope in self._accepting:

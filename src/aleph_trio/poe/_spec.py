@@ -188,16 +188,24 @@ def parse_spec(value: object, *, root: str = "$.spec", require_criteria: bool = 
     """Validate a spec; :class:`InvalidArgument` names every field at fault.
 
     ``require_criteria=False`` (``poe.prepare``) accepts a spec without criteria."""
+    problems: list[FieldProblem] = []
+    fields: _SpecFields | None = None
     try:
         fields = convert(value, _SpecFields)
     except ValidationFailed as exc:
-        problems = [FieldProblem(e["path"], e["message"]) for e in exc.errors(root=root)]
-        raise _failed(problems) from None
-    assert isinstance(value, dict)
-    problems = _blank(value, root, ("objective", "instruction"))
-    if problems:
+        problems += [FieldProblem(e["path"], e["message"]) for e in exc.errors(root=root)]
+    if not isinstance(value, dict):
         raise _failed(problems)
-    criteria = parse_criteria(fields.criteria or [], f"{root}.criteria")
+    problems += _blank(value, root, ("objective", "instruction"))
+    given = value.get("criteria")
+    criteria: tuple[Rule, ...] = ()
+    if isinstance(given, list):
+        try:
+            criteria = parse_criteria(given[:MAX_CRITERIA], f"{root}.criteria")
+        except InvalidArgument as exc:
+            problems += exc.problems
+    if problems or fields is None:
+        raise _failed(problems)
     if require_criteria and not criteria:
         raise _failed(
             [
