@@ -386,6 +386,41 @@ async def test_drain_cancels_poe_runs_left_at_the_end(llm: LLMServer, data_dir: 
         assert agent["status"] == "cancelled"
 
 
+async def test_drain_waits_for_poe_runs_and_starts_no_further_attempt(
+    llm: LLMServer, data_dir: Path
+) -> None:
+    """Two POE runs are mid-attempt when the stop begins: the one whose criteria then hold
+    succeeds; the other may not start its second attempt and ends cancelled. The drain returns
+    on its own, without being hurried."""
+    gate = trio.Event()
+    for _ in range(2):
+        first, rest = sse(text("DO", None), text("NE"))[0], sse(text("NE"))
+        llm.script.append(Reply(parts=[first, gate, *rest]))
+    async with poe_gateway(llm, data_dir) as (gw, client):
+        ok = (
+            await client.call(
+                "poe.run", {"spec": spec({"type": "output_contains", "pattern": "DONE"})}
+            )
+        )["run_id"]
+        never = (
+            await client.call(
+                "poe.run", {"spec": spec({"type": "output_contains", "pattern": "NEVER"})}
+            )
+        )["run_id"]
+        await llm.wait_requests(2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(gw.drain, 60)
+            await trio.testing.wait_all_tasks_blocked()
+            assert gw.poe.live_count() == 2
+            gate.set()
+        assert (await client.call("poe.status", {"run_id": ok}))["status"] == "succeeded"
+        stopped = await client.call("poe.status", {"run_id": never})
+        assert stopped["status"] == "cancelled"
+        assert stopped["error"] == "gateway shutting down"
+        assert stopped["progress"]["attempt"] == 1
+    assert len(llm.requests) == 2
+
+
 # -- contracts -----------------------------------------------------------------------------------
 
 

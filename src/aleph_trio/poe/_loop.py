@@ -21,7 +21,6 @@ import attrs
 import trio
 
 from ..kernel import (
-    Config,
     EventBus,
     InvalidArgument,
     NotFound,
@@ -112,7 +111,6 @@ class PoeRunner:
         runs: AgentRuns,
         models: ModelCatalog,
         evaluator: Evaluator,
-        settings: Callable[[], Config],
         closed: Callable[[], str | None],
     ) -> None:
         self._store = store
@@ -120,7 +118,6 @@ class PoeRunner:
         self._runs = runs
         self._models = models
         self._evaluator = evaluator
-        self._settings = settings
         self._closed = closed
 
     def publish(self, topic: str, record: PoeRun, **data: Any) -> None:

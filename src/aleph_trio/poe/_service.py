@@ -118,7 +118,6 @@ class PoeService:
             runs=runs,
             models=models,
             evaluator=evaluator,
-            settings=settings,
             closed=lambda: self._closed,
         )
         self._nursery: trio.Nursery | None = None
