@@ -17,6 +17,7 @@ from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.auth import Principal
 from aleph_trio.client import ClientEvent
 from aleph_trio.kernel import AgentConfig, ProviderConfig
+from aleph_trio.poe import read_criteria, read_verdict
 from aleph_trio.protocol import AlephError
 from aleph_trio.store import PoeRun
 from llmserver import LLMServer, Reply, serve_llm, sse
@@ -322,6 +323,36 @@ async def test_an_unreadable_verdict_fails_the_criterion(llm: LLMServer, data_di
         (evaluated,) = [e.data for e in events if e.topic == "poe.evaluated"]
         assert "neither pass nor fail" in evaluated["criteria"][0]["detail"]
         assert events[-1].topic == "poe.failed"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ('{"verdict": "pass", "score": 0.75, "reason": "ok"}', (True, 0.75, "ok")),
+        ('Here:\n```json\n{"verdict": "FAIL", "score": 30}\n```', (False, 0.3, "")),
+        ('I think {"verdict": true, "score": "80%"} fits.', (True, 0.8, "")),
+        ("VERDICT: PASS\nSCORE: 8/10\nGood.", (True, 0.8, "Good.")),
+        ("Verdict - failed. Score: 45%", (False, 0.45, "Verdict - failed. Score: 45%")),
+        ("It passes.", (True, 1.0, "It passes.")),
+        ("It does not pass.", (False, 0.0, "It does not pass.")),
+        ("It didn't fail.", (True, 1.0, "It didn't fail.")),
+        ("Hard to say.", None),
+    ],
+)
+def test_verdicts_are_read_from_json_or_words(
+    answer: str, expected: tuple[bool, float, str] | None
+) -> None:
+    verdict = read_verdict(answer)
+    got = None if verdict is None else (verdict.passed, verdict.score, verdict.reason)
+    assert got == expected
+
+
+def test_drafted_criteria_are_found_in_prose_or_an_object() -> None:
+    rules = [{"type": "file_exists", "path": "a"}]
+    assert read_criteria("Sure:\n" + json.dumps(rules) + "\nDone.") == rules
+    assert read_criteria(json.dumps({"criteria": rules})) == rules
+    assert read_criteria('[{"type": "unknown"}]') is None
+    assert read_criteria("no rules here") is None
 
 
 # -- cancelling ----------------------------------------------------------------------------------

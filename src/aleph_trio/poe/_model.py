@@ -94,6 +94,7 @@ def judge_prompt(objective: str, question: str, result: str) -> str:
 
 _VERDICT_WORD = re.compile(r"\bverdict\W{0,3}(pass(?:ed)?|fail(?:ed)?)\b", re.I)
 _SCORE = re.compile(r"\bscore\W{0,3}(\d+(?:\.\d+)?)\s*(%|/\s*(?:10|100|1)\b)?", re.I)
+_NEGATION = re.compile(r"\b(?:not|never)\s+$|n't\s+$", re.I)
 _BARE = re.compile(r"\b(pass(?:ed|es)?|fail(?:ed|s)?)\b", re.I)
 
 
@@ -149,6 +150,8 @@ def read_verdict(text: str) -> Verdict | None:
     if said is None:
         return None
     passed = said.group(1).lower().startswith("pass")
+    if _NEGATION.search(text[max(0, said.start() - 16) : said.start()]):
+        passed = not passed  # "does not pass", "didn't fail"
     found = _SCORE.search(text)
     score: float | None = None
     if found:
