@@ -167,12 +167,14 @@ class PoeRunner:
                 message = retry_prompt(spec, number, failures, error)
             record = live.record
             try:
-                run = await self._runs.start(
-                    message,
-                    session_key=record.session_key,
-                    agent_id=record.agent_id,
-                    principal_id=record.principal_id,
-                )
+                # Shielded (it is one store write): a run accepted must be known to be cancelled.
+                with trio.CancelScope(shield=True):
+                    run = await self._runs.start(
+                        message,
+                        session_key=record.session_key,
+                        agent_id=record.agent_id,
+                        principal_id=record.principal_id,
+                    )
             except (NotFound, InvalidArgument) as exc:
                 closed = self._closed()
                 if closed is not None:
