@@ -9,8 +9,8 @@
   nothing keeps running on a connection that is handed to the next caller.
 
 This module holds that machinery and the :class:`SQLiteStore` methods, each a thin wrapper that
-hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities) to the
-writer or to a reader. Opening connections and running work on them is in
+hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities, POE) to
+the writer or to a reader. Opening connections and running work on them is in
 ``_sqlite_connections``; the schema and its migrations are in ``_schema``.
 """
 
