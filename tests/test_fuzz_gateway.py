@@ -70,6 +70,8 @@ SEMANTIC_CHECKS = frozenset(
         "plugins.load",  # a path that is not a plugin
         "workspace.create",  # blank or taken name, unknown agent, model or tool, relative path
         "workspace.update",  # neither config nor status, unknown agent, model or tool
+        "poe.run",  # the spec's fields and rules
+        "poe.prepare",  # the spec's fields and rules
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -109,6 +111,12 @@ NAMES_A_RESOURCE = frozenset(
         "plugins.enable",
         "plugins.disable",
         "plugins.status",
+        "poe.run",  # agent_id
+        "poe.prepare",  # the spec's agent_id
+        "poe.sign",
+        "poe.reject",
+        "poe.status",
+        "poe.cancel",
     }
 )
 

@@ -47,6 +47,7 @@ from .kernel import (
 )
 from .mcp import McpServers
 from .plugins import MethodSpec, PluginManager
+from .poe import Evaluator, PoeService
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import CallContext, Method, build_registry
@@ -179,6 +180,16 @@ class Gateway:
             data_dir=data_dir,
             event_data=_event_data,
         )
+        self.poe = PoeService(
+            store=store,
+            bus=bus,
+            runs=self.runs,
+            models=self.models,
+            evaluator=Evaluator(
+                approvals=self.approvals, guard=self.commands, models=self.models, config=current
+            ),
+            settings=current,
+        )
         self.connections: dict[str, Connection] = {}
         self.instruments = Instruments()
         self.web = HttpServer(
@@ -279,12 +290,12 @@ class Gateway:
     async def drain(self, grace_s: float | None = None, *, hurry: trio.Event | None = None) -> None:
         """Stop without dropping work, before the gateway is closed.
 
-        New connections are no longer accepted, and new runs and cron firings are refused with
-        a clear error. Runs, firings and exec approvals in flight get ``grace_s`` (default
-        ``server.shutdown_grace_s``) to end, while clients stay connected to watch them and to
-        answer approvals; ``hurry`` being set cuts the wait short. Whatever is left is then
-        cancelled and recorded as such. Cancelling :meth:`serve` afterwards closes the clients
-        with 1001.
+        New connections are no longer accepted, and new runs, cron firings and POE runs are
+        refused with a clear error. Runs, firings, POE runs and exec approvals in flight get
+        ``grace_s`` (default ``server.shutdown_grace_s``) to end, while clients stay connected to
+        watch them and to answer approvals; ``hurry`` being set cuts the wait short. Whatever
+        is left is then cancelled and recorded as such. Cancelling :meth:`serve` afterwards
+        closes the clients with 1001.
         """
         grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
@@ -292,6 +303,7 @@ class Gateway:
             scope.cancel()
         self.runs.close_admission(SHUTTING_DOWN)
         self.cron.stop_firing(SHUTTING_DOWN)
+        self.poe.close_admission(SHUTTING_DOWN)
         log.info("stopping: waiting up to %g s for runs, cron firings and approvals", grace)
         with trio.move_on_after(grace) as waited:
             async with trio.open_nursery() as nursery:
@@ -301,12 +313,14 @@ class Gateway:
                 nursery.cancel_scope.cancel()
         if waited.cancelled_caught or (hurry is not None and hurry.is_set()):
             log.warning("stopping now: cancelling what is still running")
+        await self.poe.cancel_all(SHUTTING_DOWN)  # first: each cancels its own agent run
         await self.runs.cancel_all(SHUTTING_DOWN)
         await self.cron.cancel_firings(SHUTTING_DOWN)
 
     def _busy(self) -> bool:
         cron = self.cron.statistics()
         live = self.runs.statistics().live + cron.active_runs + cron.queued_runs
+        live += self.poe.live_count()
         return bool(live or self.approvals.pending())
 
     async def _wait_idle(self) -> None:
@@ -314,6 +328,7 @@ class Gateway:
             await self.runs.wait_idle()
             await self.cron.wait_idle()
             await self.approvals.wait_idle()
+            await self.poe.wait_idle()
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one already-accepted byte stream (a socket, a pipe) as a WebSocket connection."""
@@ -487,6 +502,7 @@ async def _open_locked(
             )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
             await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
+            await gateway.services.start(nursery, "poe", gateway.poe.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -25,6 +25,7 @@ def build_registry() -> Registry:
         memory,
         models,
         plugins,
+        poe,
         services,
         session,
         skills,
@@ -50,4 +51,5 @@ def build_registry() -> Registry:
         services.ns,
         mcp.ns,
         plugins.ns,
+        poe.ns,
     )
