@@ -51,6 +51,11 @@ settings.load_profile(
 )
 
 
+#: git, started by skills.install, may reach only local repositories from the tests (fuzzed
+#: params can look like ``user@host:path`` or ``https://...``); a test serving git on loopback
+#: allows ``git`` too.
+os.environ["GIT_ALLOW_PROTOCOL"] = "file"
+
 #: Longest an async test may take on the real clock (pytest-timeout's 120 s is the backstop).
 REAL_DEADLINE_S = 90.0
 #: On a virtual clock a hang jumps straight to the deadline, so it can be generous: some cron

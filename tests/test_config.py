@@ -188,6 +188,7 @@ async def test_schema_is_generated_from_the_model(client: Client) -> None:
         "browser",
         "mcp",
         "logging",
+        "skills",
         "plugins",
     }
     server = schema["$defs"]["ServerConfig"]

@@ -66,9 +66,13 @@ SEMANTIC_CHECKS = frozenset(
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
         "guests.createInvitation",  # expires: a time that has passed, or not a time
+        "skills.install",  # a source that is no skill, or not there
+        "markdown_skills.load",  # a path that is no markdown skill, or not there
         "plugins.load",  # a path that is not a plugin
         "workspace.create",  # blank or taken name, unknown agent, model or tool, relative path
         "workspace.update",  # neither config nor status, unknown agent, model or tool
+        "poe.run",  # the spec's fields and rules
+        "poe.prepare",  # the spec's fields and rules
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -95,6 +99,8 @@ NAMES_A_RESOURCE = frozenset(
         "cron.pause",
         "cron.resume",
         "guests.revokeInvitation",
+        "markdown_skills.reload",
+        "markdown_skills.unload",
         "workspace.get",
         "workspace.update",
         "workspace.archive",
@@ -107,6 +113,12 @@ NAMES_A_RESOURCE = frozenset(
         "plugins.enable",
         "plugins.disable",
         "plugins.status",
+        "poe.run",  # agent_id
+        "poe.prepare",  # the spec's agent_id
+        "poe.sign",
+        "poe.reject",
+        "poe.status",
+        "poe.cancel",
     }
 )
 

@@ -20,7 +20,12 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {"cron": "running", "plugins": "running", "runs": "running"}
+    assert result["services"] == {
+        "cron": "running",
+        "plugins": "running",
+        "poe": "running",
+        "runs": "running",
+    }
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
@@ -159,6 +164,12 @@ async def test_commands_list_matches_registry_and_validation(
         "guests.createInvitation",
         "guests.listPending",
         "guests.revokeInvitation",
+        "skills.list",
+        "skills.install",
+        "markdown_skills.load",
+        "markdown_skills.reload",
+        "markdown_skills.list",
+        "markdown_skills.unload",
         "workspace.create",
         "workspace.list",
         "workspace.get",
@@ -177,6 +188,14 @@ async def test_commands_list_matches_registry_and_validation(
         "plugins.enable",
         "plugins.disable",
         "plugins.status",
+        "poe.prepare",
+        "poe.pending",
+        "poe.sign",
+        "poe.reject",
+        "poe.run",
+        "poe.status",
+        "poe.cancel",
+        "poe.list",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

@@ -48,12 +48,14 @@ from .kernel import (
 )
 from .mcp import McpServers
 from .plugins import MethodSpec, PluginManager
+from .poe import Evaluator, PoeService
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
 from .rpc import CallContext, Method, build_registry
 from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics, agents_of
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
+from .skills import READ_SKILL, SkillsService
 from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
 from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
@@ -137,6 +139,8 @@ class Gateway:
         self.auth.guest_resolvers.append(self._resolve_guest)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
+        self.skills = SkillsService(data_dir, self.tools, lambda: current().skills)
+        self.prompts.add_section(self._skills_section)
         self.workspaces = WorkspaceService(
             store,
             bus,
@@ -178,6 +182,16 @@ class Gateway:
             config=current,
             data_dir=data_dir,
             event_data=_event_data,
+        )
+        self.poe = PoeService(
+            store=store,
+            bus=bus,
+            runs=self.runs,
+            models=self.models,
+            evaluator=Evaluator(
+                approvals=self.approvals, guard=self.commands, models=self.models, config=current
+            ),
+            settings=current,
         )
         self.connections: dict[str, Connection] = {}
         self.instruments = Instruments()
@@ -236,12 +250,17 @@ class Gateway:
             if principal is not None and principal.invitation_id == invitation_id:
                 connection.close_soon(1008, reason)
 
+    async def _skills_section(self, agent: Agent, session_key: str) -> str | None:
+        """The skills an agent may read, by name and description."""
+        return await self.skills.prompt_section() if agent.may_use(READ_SKILL) else None
+
     def _apply_config(self, old: Config, new: Config, keys: list[str]) -> None:
         apply_levels(new.logging.level, dict(new.logging.components))
         if new.events != old.events:
             self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
         self.models.configure(new)
         self.runs.fill()
+        self.skills.settings_changed(old.skills, new.skills)
         if new.mcp != old.mcp:
             self.mcp.configure()
         token = resolve_secret(new.auth.token)
@@ -293,12 +312,12 @@ class Gateway:
     async def drain(self, grace_s: float | None = None, *, hurry: trio.Event | None = None) -> None:
         """Stop without dropping work, before the gateway is closed.
 
-        New connections are no longer accepted, and new runs and cron firings are refused with
-        a clear error. Runs, firings and exec approvals in flight get ``grace_s`` (default
-        ``server.shutdown_grace_s``) to end, while clients stay connected to watch them and to
-        answer approvals; ``hurry`` being set cuts the wait short. Whatever is left is then
-        cancelled and recorded as such. Cancelling :meth:`serve` afterwards closes the clients
-        with 1001.
+        New connections are no longer accepted, and new runs, cron firings and POE runs are
+        refused with a clear error. Runs, firings, POE runs and exec approvals in flight get
+        ``grace_s`` (default ``server.shutdown_grace_s``) to end, while clients stay connected to
+        watch them and to answer approvals; ``hurry`` being set cuts the wait short. Whatever
+        is left is then cancelled and recorded as such. Cancelling :meth:`serve` afterwards
+        closes the clients with 1001.
         """
         grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
         self._draining = True
@@ -306,6 +325,7 @@ class Gateway:
             scope.cancel()
         self.runs.close_admission(SHUTTING_DOWN)
         self.cron.stop_firing(SHUTTING_DOWN)
+        self.poe.close_admission(SHUTTING_DOWN)
         log.info("stopping: waiting up to %g s for runs, cron firings and approvals", grace)
         with trio.move_on_after(grace) as waited:
             async with trio.open_nursery() as nursery:
@@ -315,12 +335,14 @@ class Gateway:
                 nursery.cancel_scope.cancel()
         if waited.cancelled_caught or (hurry is not None and hurry.is_set()):
             log.warning("stopping now: cancelling what is still running")
+        await self.poe.cancel_all(SHUTTING_DOWN)  # first: each cancels its own agent run
         await self.runs.cancel_all(SHUTTING_DOWN)
         await self.cron.cancel_firings(SHUTTING_DOWN)
 
     def _busy(self) -> bool:
         cron = self.cron.statistics()
         live = self.runs.statistics().live + cron.active_runs + cron.queued_runs
+        live += self.poe.live_count()
         return bool(live or self.approvals.pending())
 
     async def _wait_idle(self) -> None:
@@ -328,6 +350,7 @@ class Gateway:
             await self.runs.wait_idle()
             await self.cron.wait_idle()
             await self.approvals.wait_idle()
+            await self.poe.wait_idle()
 
     async def serve_stream(self, stream: trio.abc.Stream) -> None:
         """Serve one already-accepted byte stream (a socket, a pipe) as a WebSocket connection."""
@@ -495,6 +518,7 @@ async def _open_locked(
                 log.warning("configuration: %s", warning)
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
+            await gateway.skills.start()
             await gateway.services.start(
                 nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
             )
@@ -503,6 +527,7 @@ async def _open_locked(
             # Not a service one could stop: expiry must always close the guests' connections.
             await nursery.start(gateway.guests.serve)
             await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
+            await gateway.services.start(nursery, "poe", gateway.poe.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

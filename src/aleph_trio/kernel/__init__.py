@@ -27,6 +27,7 @@ from ._config import (
     Secret as Secret,
     ServerConfig as ServerConfig,
     SessionsConfig as SessionsConfig,
+    SkillsConfig as SkillsConfig,
 )
 from ._config_file import (
     ConfigError as ConfigError,

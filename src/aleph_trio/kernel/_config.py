@@ -31,6 +31,7 @@ __all__ = [
     "Secret",
     "ServerConfig",
     "SessionsConfig",
+    "SkillsConfig",
 ]
 
 Level = Literal["debug", "info", "warning", "error", "critical"]
@@ -197,6 +198,17 @@ class McpConfig:
 
 
 @attrs.frozen
+class SkillsConfig:
+    """Skills (PROTOCOL §15): folders to find more in, and what one install may hold."""
+
+    #: Folders holding one skill folder each, offered besides the installed ones.
+    paths: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
+    max_files: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+    max_bytes: Annotated[int, Meta(ge=1024, le=64 * 1024 * MiB)] = 50 * MiB
+    git_timeout_s: Annotated[float, Meta(gt=0, le=3600)] = 120.0
+
+
+@attrs.frozen
 class PluginsConfig:
     """Python plugins loaded at start (PROTOCOL §15), besides those in ``<data dir>/plugins``."""
 
@@ -227,4 +239,5 @@ class Config:
     browser: BrowserConfig = BrowserConfig()
     mcp: McpConfig = McpConfig()
     logging: LoggingConfig = LoggingConfig()
+    skills: SkillsConfig = SkillsConfig()
     plugins: PluginsConfig = PluginsConfig()

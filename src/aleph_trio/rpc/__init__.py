@@ -26,8 +26,10 @@ def build_registry() -> Registry:
         memory,
         models,
         plugins,
+        poe,
         services,
         session,
+        skills,
         system,
         workspace,
     )
@@ -46,8 +48,10 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         guests.ns,
+        skills.ns,
         workspace.ns,
         services.ns,
         mcp.ns,
         plugins.ns,
+        poe.ns,
     )

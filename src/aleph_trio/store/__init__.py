@@ -13,6 +13,8 @@ from ._records import (
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,
+    PoeContract as PoeContract,
+    PoeRun as PoeRun,
     Role as Role,
     Run as Run,
     Session as Session,

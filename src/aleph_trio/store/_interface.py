@@ -18,6 +18,8 @@ from ._records import (
     MemoryHit,
     MemoryItem,
     Message,
+    PoeContract,
+    PoeRun,
     Role,
     Run,
     Session,
@@ -144,6 +146,32 @@ class Store(Protocol):
     ) -> list[CronRun]:
         """Mark cron runs whose status is one of ``statuses`` as failed (their jobs' last
         status too); returns them."""
+        ...
+
+    # POE contracts and runs
+    async def save_poe_contract(self, contract: PoeContract) -> None:
+        """Insert or update a contract (its status, terms, decision and run)."""
+        ...
+
+    async def get_poe_contract(self, contract_id: str) -> PoeContract | None: ...
+
+    async def list_poe_contracts(self, status: str) -> list[PoeContract]:
+        """Contracts with ``status``, oldest first."""
+        ...
+
+    async def save_poe_run(self, run: PoeRun) -> None:
+        """Insert or update a POE run."""
+        ...
+
+    async def get_poe_run(self, run_id: str) -> PoeRun | None: ...
+
+    async def list_poe_runs(self, *, limit: int) -> list[PoeRun]:
+        """The newest ``limit`` POE runs, newest first."""
+        ...
+
+    async def fail_unfinished_poe_runs(self, error: str, statuses: Collection[str]) -> list[PoeRun]:
+        """Mark POE runs whose status is one of ``statuses`` as failed with ``error``; returns
+        them."""
         ...
 
     # identities

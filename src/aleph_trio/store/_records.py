@@ -15,6 +15,8 @@ __all__ = [
     "MemoryHit",
     "MemoryItem",
     "Message",
+    "PoeContract",
+    "PoeRun",
     "Run",
     "Session",
     "SessionFilter",
@@ -275,3 +277,38 @@ class Invitation:
             "expires_at": self.expires_at,
             "used": self.used,
         }
+
+
+@attrs.frozen
+class PoeContract:
+    """A POE contract (PROTOCOL §16): normalised terms awaiting a signature, or the decision."""
+
+    contract_id: str
+    status: str  #: ``pending``, ``signed`` or ``rejected``
+    terms: dict[str, Any]
+    created_at: str
+    decided_at: str | None = None
+    run_id: str | None = None  #: the POE run its signature started
+    principal_id: str | None = None
+
+
+@attrs.frozen
+class PoeRun:
+    """A POE run (PROTOCOL §16): its spec, where its loop stands, and each attempt so far
+    (``attempts`` holds one JSON object per attempt: its agent run and its evaluation)."""
+
+    run_id: str
+    status: str
+    spec: dict[str, Any]
+    agent_id: str
+    session_key: str
+    created_at: str
+    attempt: int = 0
+    phase: str = "operation"
+    last_score: float | None = None
+    tokens_used: int = 0
+    attempts: list[dict[str, Any]] = attrs.Factory(list)
+    finished_at: str | None = None
+    error: str | None = None
+    contract_id: str | None = None
+    principal_id: str | None = None

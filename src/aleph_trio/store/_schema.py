@@ -183,7 +183,40 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE runs ADD COLUMN workspace_id TEXT;
     """,
-    # 8: guest invitations (the token's secret only as a hash) and which guest created a session
+    # 8: POE contracts and runs (PROTOCOL §16); terms, spec and attempts are JSON
+    """
+    CREATE TABLE poe_contracts (
+        contract_id  TEXT PRIMARY KEY,
+        status       TEXT NOT NULL,
+        terms        TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        decided_at   TEXT,
+        run_id       TEXT,
+        principal_id TEXT
+    );
+    CREATE INDEX poe_contracts_by_status ON poe_contracts (status, created_at);
+
+    CREATE TABLE poe_runs (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id       TEXT NOT NULL UNIQUE,
+        status       TEXT NOT NULL,
+        spec         TEXT NOT NULL,
+        agent_id     TEXT NOT NULL,
+        session_key  TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        attempt      INTEGER NOT NULL,
+        phase        TEXT NOT NULL,
+        last_score   REAL,
+        tokens_used  INTEGER NOT NULL,
+        attempts     TEXT NOT NULL,
+        finished_at  TEXT,
+        error        TEXT,
+        contract_id  TEXT,
+        principal_id TEXT
+    );
+    CREATE INDEX poe_runs_by_status ON poe_runs (status);
+    """,
+    # 9: guest invitations (the token's secret only as a hash) and which guest created a session
     """
     CREATE TABLE invitations (
         invitation_id TEXT PRIMARY KEY,

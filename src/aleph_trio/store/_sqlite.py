@@ -11,6 +11,8 @@
 This module holds that machinery and the :class:`SQLiteStore` methods, each a thin wrapper that
 hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities,
 workspaces) to the writer or to a reader. Opening connections and running work on them is in
+hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities, POE) to
+the writer or to a reader. Opening connections and running work on them is in
 ``_sqlite_connections``; the schema and its migrations are in ``_schema``.
 """
 
@@ -37,6 +39,7 @@ from . import (
     _sql_guests as sql_guests,
     _sql_identities as sql_identities,
     _sql_memory as sql_memory,
+    _sql_poe as sql_poe,
     _sql_runs as sql_runs,
     _sql_sessions as sql_sessions,
     _sql_workspaces as sql_workspaces,
@@ -51,6 +54,8 @@ from ._records import (
     MemoryHit,
     MemoryItem,
     Message,
+    PoeContract,
+    PoeRun,
     Role,
     Run,
     Session,
@@ -372,6 +377,36 @@ class SQLiteStore:
 
     async def revoke_invitation(self, invitation_id: str) -> bool:
         return await self._write(partial(sql_guests.revoke, invitation_id=invitation_id))
+
+    # -- POE -----------------------------------------------------------------------------------
+
+    async def save_poe_contract(self, contract: PoeContract) -> None:
+        await self._write(partial(sql_poe.save_poe_contract, contract=contract))
+
+    async def get_poe_contract(self, contract_id: str) -> PoeContract | None:
+        return await self._read(partial(sql_poe.get_poe_contract, contract_id=contract_id))
+
+    async def list_poe_contracts(self, status: str) -> list[PoeContract]:
+        return await self._read(partial(sql_poe.list_poe_contracts, status=status))
+
+    async def save_poe_run(self, run: PoeRun) -> None:
+        await self._write(partial(sql_poe.save_poe_run, run=run))
+
+    async def get_poe_run(self, run_id: str) -> PoeRun | None:
+        return await self._read(partial(sql_poe.get_poe_run, run_id=run_id))
+
+    async def list_poe_runs(self, *, limit: int) -> list[PoeRun]:
+        return await self._read(partial(sql_poe.list_poe_runs, limit=limit))
+
+    async def fail_unfinished_poe_runs(self, error: str, statuses: Collection[str]) -> list[PoeRun]:
+        return await self._write(
+            partial(
+                sql_poe.fail_unfinished_poe_runs,
+                error=error,
+                finished_at=now_ts(),
+                statuses=tuple(sorted(statuses)),
+            )
+        )
 
     # -- identities ----------------------------------------------------------------------------
 
