@@ -29,7 +29,7 @@ async def authed(open_raw: OpenRaw, gateway: Gateway, **kw: Any) -> RawWebSocket
 
 
 def add_method(gateway: Gateway, name: str, handler: Callable[..., Awaitable[object]]) -> None:
-    gateway.registry.add(Method(name, "test method", NoParams, handler))
+    gateway.registry.add(Method(name, "test method", NoParams, handler, owner_only=False))
 
 
 def call(method: str, id_: object, params: dict[str, Any] | None = None) -> dict[str, Any]:

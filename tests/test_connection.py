@@ -272,7 +272,7 @@ async def test_parse_error(open_raw: OpenRaw, gateway: Gateway) -> None:
 
 
 def add_method(gateway: Gateway, name: str, handler: Callable[..., Awaitable[object]]) -> None:
-    gateway.registry.add(Method(name, "test method", NoParams, handler))
+    gateway.registry.add(Method(name, "test method", NoParams, handler, owner_only=False))
 
 
 @pytest.mark.parametrize("config", [Config(server=ServerConfig(max_in_flight=2))])

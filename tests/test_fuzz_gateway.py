@@ -65,6 +65,7 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
+        "guests.createInvitation",  # expires: a time that has passed, or not a time
         "skills.install",  # a source that is no skill, or not there
         "markdown_skills.load",  # a path that is no markdown skill, or not there
         "plugins.load",  # a path that is not a plugin
@@ -97,6 +98,7 @@ NAMES_A_RESOURCE = frozenset(
         "cron.trigger",
         "cron.pause",
         "cron.resume",
+        "guests.revokeInvitation",
         "markdown_skills.reload",
         "markdown_skills.unload",
         "workspace.get",

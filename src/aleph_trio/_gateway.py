@@ -26,8 +26,9 @@ import platformdirs
 import trio
 
 from .approvals import Approvals, ProcessGuard
-from .auth import Authenticator, FailureLimiter, owner_token
+from .auth import Authenticator, FailureLimiter, Principal, owner_token
 from .cron import CronService, WallClock
+from .guests import GuestService, guest_principal_id
 from .identities import IdentityService
 from .kernel import (
     ROOT,
@@ -134,6 +135,8 @@ class Gateway:
             )
         )
         self.identities = IdentityService(store, bus)
+        self.guests = GuestService(store, on_gone=self._guest_gone)
+        self.auth.guest_resolvers.append(self._resolve_guest)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
         self.skills = SkillsService(data_dir, self.tools, lambda: current().skills)
@@ -227,6 +230,25 @@ class Gateway:
     async def _identity_section(self, agent: Agent, session_key: str) -> str:
         """The active identity's persona, in every run's system prompt."""
         return await self.identities.prompt_section()
+
+    def _resolve_guest(self, token: str) -> Principal | None:
+        """The guest an invitation token lets in, with the invitation's method globs."""
+        invitation = self.guests.resolve(token)
+        if invitation is None:
+            return None
+        return Principal(
+            "guest",
+            guest_principal_id(invitation.invitation_id),
+            invitation.permissions,
+            invitation_id=invitation.invitation_id,
+        )
+
+    def _guest_gone(self, invitation_id: str, reason: str) -> None:
+        """An invitation was revoked or expired: its guests' connections close (1008)."""
+        for connection in list(self.connections.values()):
+            principal = connection.principal
+            if principal is not None and principal.invitation_id == invitation_id:
+                connection.close_soon(1008, reason)
 
     async def _skills_section(self, agent: Agent, session_key: str) -> str | None:
         """The skills an agent may read, by name and description."""
@@ -501,6 +523,9 @@ async def _open_locked(
                 nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
             )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.guests.load()
+            # Not a service one could stop: expiry must always close the guests' connections.
+            await nursery.start(gateway.guests.serve)
             await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
             await gateway.services.start(nursery, "poe", gateway.poe.serve)
             if watch_config and loaded.path is not None:

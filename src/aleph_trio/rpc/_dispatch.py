@@ -18,6 +18,7 @@ from ..store import StoreError
 from ._context import CallContext
 from ._errors import wire_error
 from ._registry import Method, Registry
+from ._scope import guest_scope
 
 __all__ = ["dispatch"]
 
@@ -28,6 +29,10 @@ async def dispatch(
     registry: Registry, ctx: CallContext, method_name: str, params: dict[str, Any] | None
 ) -> object:
     """The handler's result, or an :class:`AlephError` describing why there is none.
+
+    Roles are enforced here and nowhere else: a guest gets ``-32002`` for a method outside its
+    globs, for any owner-only method, and for another principal's session or run
+    (:func:`guest_scope`).
 
     A :class:`GatewayError` from a service is mapped to its JSON-RPC error here (``wire_error``).
 
@@ -40,13 +45,19 @@ async def dispatch(
         raise AuthRequired("Authentication required: call connect first")
     if method is None:
         raise MethodNotFound(method_name)
-    if principal is not None and not principal.may_call(method.name, owner_only=method.owner_only):
+    if (
+        principal is not None
+        and not method.pre_auth  # connect: anyone may authenticate again
+        and not principal.may_call(method.name, owner_only=method.owner_only)
+    ):
         raise PermissionDenied(
             f"Permission denied: {method.name} is not allowed for this connection"
         )
     if not log.isEnabledFor(logging.DEBUG):
         decoded = method.decode(params)
         try:
+            if principal is not None and principal.role != "owner":
+                decoded = await guest_scope(ctx, principal, decoded)
             return await method.handler(ctx, decoded)
         except Exception as exc:
             raise _failure(method, exc) from None
@@ -65,7 +76,10 @@ async def dispatch(
 async def _call(method: Method, ctx: CallContext, params: dict[str, Any] | None) -> object:
     """The handler on decoded params, with its domain errors mapped and its bugs contained."""
     decoded = method.decode(params)
+    principal = ctx.peer.principal
     try:
+        if principal is not None and principal.role != "owner":
+            decoded = await guest_scope(ctx, principal, decoded)
         return await method.handler(ctx, decoded)
     except Exception as exc:
         raise _failure(method, exc) from None

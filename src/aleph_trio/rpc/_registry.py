@@ -1,5 +1,9 @@
 """The method registry: each method declares an attrs params class, a description, role rules.
 
+Every method must say whether it is owner-only (``owner_only=`` has no default): the
+dispatcher refuses owner-only methods to guests whatever their globs say (PROTOCOL §4), so
+a new method cannot be reachable by guests by omission.
+
 The params class is the single declaration behind three things: strict decoding of incoming params,
 the JSON Schema listed by ``commands.list``, and the handler's typed argument.
 """
@@ -34,7 +38,7 @@ class Method:
     description: str
     params: type | None  #: ``None``: any object is accepted and passed through as a dict
     handler: Handler
-    owner_only: bool = False
+    owner_only: bool  #: refused to guests whatever their permissions (PROTOCOL §4)
     pre_auth: bool = False  #: callable before the connection has authenticated (``connect``)
     schema: dict[str, Any] = attrs.field(init=False)
 
@@ -70,7 +74,7 @@ class Namespace:
         params: type[P] | None,
         *,
         description: str,
-        owner_only: bool = False,
+        owner_only: bool,
         pre_auth: bool = False,
     ) -> Callable[
         [Callable[[CallContext, P], Awaitable[object]]],
@@ -79,7 +83,9 @@ class Namespace:
         def decorate(
             fn: Callable[[CallContext, P], Awaitable[object]],
         ) -> Callable[[CallContext, P], Awaitable[object]]:
-            self.methods.append(Method(name, description, params, fn, owner_only, pre_auth))
+            self.methods.append(
+                Method(name, description, params, fn, owner_only=owner_only, pre_auth=pre_auth)
+            )
             return fn
 
         return decorate

@@ -9,7 +9,7 @@ import attrs
 from msgspec import Meta
 
 from ..kernel import AgentId
-from ..protocol import InvalidParams, ResourceNotFound
+from ..protocol import InvalidParams
 from ..runs import agents_of
 from ..sessions import SessionKey
 from ..store import Run
@@ -63,16 +63,6 @@ async def start_run(
     return run_result(record)
 
 
-async def visible_run(ctx: CallContext, run_id: str) -> Run:
-    """The run, if the caller may see it (guests: only their own); else ``-32004``."""
-    record = await ctx.gateway.runs.get(run_id)
-    principal = ctx.peer.principal
-    if principal is not None and principal.role != "owner":
-        if record.principal_id != principal.principal_id:
-            raise ResourceNotFound("run", run_id)
-    return record
-
-
 @attrs.frozen
 class RunParams:
     message: Message
@@ -88,6 +78,7 @@ class RunParams:
     "agent.run",
     RunParams,
     description="Start an agent run; its stream.* and agent.* events follow on this connection.",
+    owner_only=False,
 )
 async def run(ctx: CallContext, params: RunParams) -> dict[str, Any]:
     return await start_run(
@@ -107,9 +98,14 @@ class RunRef:
     run_id: RunId
 
 
-@ns.method("agent.status", RunRef, description="A run's status and counters (also once finished).")
+@ns.method(
+    "agent.status",
+    RunRef,
+    description="A run's status and counters (also once finished).",
+    owner_only=False,
+)
 async def status(ctx: CallContext, params: RunRef) -> dict[str, Any]:
-    record = await visible_run(ctx, params.run_id)
+    record = await ctx.gateway.runs.get(params.run_id)
     out: dict[str, Any] = {
         "run_id": record.run_id,
         "status": record.status,
@@ -131,14 +127,20 @@ async def status(ctx: CallContext, params: RunRef) -> dict[str, Any]:
     "agent.cancel",
     RunRef,
     description="Cancel a run; answers once nothing of it is running any more.",
+    owner_only=False,
 )
 async def cancel(ctx: CallContext, params: RunRef) -> dict[str, Any]:
-    await visible_run(ctx, params.run_id)
+    await ctx.gateway.runs.get(params.run_id)
     cancelled = await ctx.gateway.runs.cancel(params.run_id, "cancelled by agent.cancel")
     return {"cancelled": cancelled, "run_id": params.run_id}
 
 
-@ns.method("agent.list", NoParams, description="The configured agents and the tools each may use.")
+@ns.method(
+    "agent.list",
+    NoParams,
+    description="The configured agents and the tools each may use.",
+    owner_only=False,
+)
 async def list_agents(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     gateway = ctx.gateway
     default_model = gateway.models.default_model
@@ -161,9 +163,10 @@ class RespondParams:
     "agent.respondToInput",
     RespondParams,
     description="Answer a run's question (waiting_input), or give a running run more input.",
+    owner_only=False,
 )
 async def respond(ctx: CallContext, params: RespondParams) -> dict[str, Any]:
-    record = await visible_run(ctx, params.run_id)
+    record = await ctx.gateway.runs.get(params.run_id)
     if not ctx.gateway.runs.respond(params.run_id, params.message):
         raise InvalidParams(
             f"Invalid params: run {params.run_id} has finished ({record.status})",

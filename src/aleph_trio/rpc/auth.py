@@ -32,6 +32,7 @@ class ConnectParams:
     ConnectParams,
     description="Authenticate this connection with the owner token or a guest invitation token.",
     pre_auth=True,
+    owner_only=False,
 )
 async def connect(ctx: CallContext, params: ConnectParams) -> dict[str, Any]:
     gateway = ctx.gateway
@@ -54,6 +55,8 @@ async def connect(ctx: CallContext, params: ConnectParams) -> dict[str, Any]:
             await trio.sleep(delay)
             raise AuthFailed("Authentication failed: the token is wrong, expired or revoked")
         principal = found
+        if principal.invitation_id is not None:
+            await gateway.guests.mark_used(principal.invitation_id)
     peer.authenticate(principal, params.client_id)
     log.debug(
         "%s (%s) authenticated as %s %s",

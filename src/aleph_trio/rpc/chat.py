@@ -11,7 +11,7 @@ from ..kernel import NotFound
 from ..sessions import DEFAULT_SESSION, SessionKey, agent_of
 from ._context import CallContext
 from ._registry import Namespace
-from .agent import IdempotencyKey, Message, RunId, WorkspaceId, start_run, visible_run
+from .agent import IdempotencyKey, Message, RunId, WorkspaceId, start_run
 
 ns = Namespace()
 
@@ -22,7 +22,10 @@ class SendParams:
     session_key: (
         Annotated[
             SessionKey,
-            Meta(description="default agent:main:main, or in a workspace agent:<its agent>:main"),
+            Meta(
+                description="default agent:main:main, or in a workspace agent:<its agent>:main "
+                "(a guest's: agent:main:guest-<invitation_id>)"
+            ),
         ]
         | None
     ) = None
@@ -34,6 +37,7 @@ class SendParams:
     "chat.send",
     SendParams,
     description="Send a chat message: an agent run by the session's agent; its events follow.",
+    owner_only=False,
 )
 async def send(ctx: CallContext, params: SendParams) -> dict[str, Any]:
     key = params.session_key
@@ -53,30 +57,30 @@ async def send(ctx: CallContext, params: SendParams) -> dict[str, Any]:
 @attrs.frozen
 class AbortParams:
     run_id: RunId | None = None
-    session_key: SessionKey = DEFAULT_SESSION
+    session_key: SessionKey | None = None  #: default agent:main:main (a guest's own session)
 
 
 @ns.method(
     "chat.abort",
     AbortParams,
     description="Abort the given run, else the run active on the session; waits until it stopped.",
+    owner_only=False,
 )
 async def abort(ctx: CallContext, params: AbortParams) -> dict[str, Any]:
     runs = ctx.gateway.runs
     run_id = params.run_id
     if run_id is None:
-        live = runs.active_run(params.session_key)
+        live = runs.active_run(params.session_key or DEFAULT_SESSION)
         if live is None:
             return {"aborted": False}
         run_id = live.run_id
-    await visible_run(ctx, run_id)
     aborted = await runs.cancel(run_id, "aborted by chat.abort")
     return {"aborted": aborted, "run_id": run_id}
 
 
 @attrs.frozen
 class HistoryParams:
-    session_key: SessionKey = DEFAULT_SESSION
+    session_key: SessionKey | None = None  #: default agent:main:main (a guest's own session)
     limit: Annotated[int, Meta(ge=1, le=1000)] = 100
 
 
@@ -84,9 +88,10 @@ class HistoryParams:
     "chat.history",
     HistoryParams,
     description="Messages of a chat session, oldest first (empty for a session not used yet).",
+    owner_only=False,
 )
 async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
-    key = params.session_key
+    key = params.session_key or DEFAULT_SESSION
     try:
         messages, _ = await ctx.gateway.sessions.history(key, limit=params.limit)
     except NotFound:
@@ -96,14 +101,15 @@ async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
 
 @attrs.frozen
 class ClearParams:
-    session_key: SessionKey = DEFAULT_SESSION
+    session_key: SessionKey | None = None  #: default agent:main:main (a guest's own session)
 
 
 @ns.method(
     "chat.clear",
     ClearParams,
     description="Remove every message of a chat session; the session stays.",
+    owner_only=False,
 )
 async def clear(ctx: CallContext, params: ClearParams) -> dict[str, Any]:
-    removed = await ctx.gateway.sessions.clear(params.session_key)
+    removed = await ctx.gateway.sessions.clear(params.session_key or DEFAULT_SESSION)
     return {"cleared": True, "messages_removed": removed}

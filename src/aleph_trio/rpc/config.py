@@ -76,7 +76,10 @@ def _schema() -> dict[str, Any]:
 
 
 @ns.method(
-    "config.schema", NoParams, description="The JSON Schema (draft 2020-12) of the config file."
+    "config.schema",
+    NoParams,
+    description="The JSON Schema (draft 2020-12) of the config file.",
+    owner_only=False,
 )
 async def schema(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return _schema()

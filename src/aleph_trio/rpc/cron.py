@@ -91,7 +91,12 @@ class ListParams:
     filter: ListFilter | None = None
 
 
-@ns.method("cron.list", ListParams, description="Every job, in the order they were created.")
+@ns.method(
+    "cron.list",
+    ListParams,
+    description="Every job, in the order they were created.",
+    owner_only=False,
+)
 async def list_jobs(ctx: CallContext, params: ListParams) -> dict[str, Any]:
     flt = params.filter or ListFilter()
     cron = ctx.gateway.cron
@@ -104,7 +109,12 @@ class JobRef:
     job_id: JobId
 
 
-@ns.method("cron.get", JobRef, description="A job and its 20 newest cron runs, newest first.")
+@ns.method(
+    "cron.get",
+    JobRef,
+    description="A job and its 20 newest cron runs, newest first.",
+    owner_only=False,
+)
 async def get(ctx: CallContext, params: JobRef) -> dict[str, Any]:
     cron = ctx.gateway.cron
     job, runs = await cron.get(params.job_id)
@@ -155,7 +165,12 @@ async def resume(ctx: CallContext, params: JobRef) -> dict[str, Any]:
     return {"resumed": True, "next_run_at": job.next_run_at}
 
 
-@ns.method("cron.status", NoParams, description="The scheduler: job counts and what fires next.")
+@ns.method(
+    "cron.status",
+    NoParams,
+    description="The scheduler: job counts and what fires next.",
+    owner_only=False,
+)
 async def status(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     stats = ctx.gateway.cron.statistics()
     return attrs.asdict(stats)

@@ -42,6 +42,7 @@ class SubscribeParams:
     "events.subscribe",
     SubscribeParams,
     description="Add topic patterns; with since_seq, first replay buffered events after it.",
+    owner_only=False,
 )
 async def subscribe(ctx: CallContext, params: SubscribeParams) -> dict[str, Any]:
     bus = ctx.gateway.bus
@@ -83,14 +84,21 @@ class UnsubscribeParams:
     ]
 
 
-@ns.method("events.unsubscribe", UnsubscribeParams, description="Remove topic patterns.")
+@ns.method(
+    "events.unsubscribe", UnsubscribeParams, description="Remove topic patterns.", owner_only=False
+)
 async def unsubscribe(ctx: CallContext, params: UnsubscribeParams) -> dict[str, Any]:
     sub = ctx.peer.subscriber
     removed = ctx.gateway.bus.remove_patterns(sub, params.patterns)
     return {"unsubscribed": removed, "active_patterns": list(sub.patterns)}
 
 
-@ns.method("events.list", NoParams, description="This connection's active topic patterns.")
+@ns.method(
+    "events.list",
+    NoParams,
+    description="This connection's active topic patterns.",
+    owner_only=False,
+)
 async def list_patterns(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     patterns = list(ctx.peer.subscriber.patterns)
     return {"patterns": patterns, "total": len(patterns)}

@@ -1,5 +1,7 @@
 """``exec.approval.request``, ``exec.approval.resolve``, ``exec.approvals.get``,
-``exec.approvals.set``, ``exec.approvals.pending`` (PROTOCOL §10). Owners only."""
+``exec.approvals.set``, ``exec.approvals.pending`` (PROTOCOL §10).
+
+Owner-only (PROTOCOL §4): resolving and the approvals policy; requesting is not."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ class RequestParams:
     "exec.approval.request",
     RequestParams,
     description="Ask whether a command may run; waits for a human unless the policy decides.",
-    owner_only=True,
+    owner_only=False,
 )
 async def request(ctx: CallContext, params: RequestParams) -> dict[str, Any]:
     if not params.command.strip():

@@ -43,7 +43,7 @@ class SetParams:
     fields: IdentityFields
 
 
-@ns.method("identity.get", NoParams, description="The active identity.")
+@ns.method("identity.get", NoParams, description="The active identity.", owner_only=False)
 async def get(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return (await ctx.gateway.identities.active()).to_json()
 
@@ -70,7 +70,9 @@ async def clear(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {"cleared": True}
 
 
-@ns.method("identity.list", NoParams, description="Every identity, the default first.")
+@ns.method(
+    "identity.list", NoParams, description="Every identity, the default first.", owner_only=False
+)
 async def list_(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     identities = await ctx.gateway.identities.list_all()
     return {"identities": [identity.to_json() for identity in identities]}

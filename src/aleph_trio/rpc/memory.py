@@ -32,6 +32,7 @@ class SearchParams:
     "memory.search",
     SearchParams,
     description="Stored memories ranked by full-text relevance (BM25).",
+    owner_only=False,
 )
 async def search(ctx: CallContext, params: SearchParams) -> dict[str, Any]:
     source = params.filter.source if params.filter else None
@@ -50,6 +51,7 @@ class StoreParams:
     "memory.store",
     StoreParams,
     description="Remember a piece of text; it becomes searchable at once.",
+    owner_only=False,
 )
 async def store(ctx: CallContext, params: StoreParams) -> dict[str, Any]:
     item = await ctx.gateway.store.store_memory(
@@ -63,7 +65,7 @@ class DeleteParams:
     id: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
-@ns.method("memory.delete", DeleteParams, description="Forget a stored memory.")
+@ns.method("memory.delete", DeleteParams, description="Forget a stored memory.", owner_only=False)
 async def delete(ctx: CallContext, params: DeleteParams) -> dict[str, Any]:
     if not await ctx.gateway.store.delete_memory(params.id):
         raise ResourceNotFound("memory", params.id)

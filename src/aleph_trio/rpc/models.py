@@ -13,7 +13,12 @@ from ._registry import Namespace, NoParams
 ns = Namespace()
 
 
-@ns.method("models.list", NoParams, description="Every model of every configured provider.")
+@ns.method(
+    "models.list",
+    NoParams,
+    description="Every model of every configured provider.",
+    owner_only=False,
+)
 async def list_models(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {"models": [m.to_json() for m in ctx.gateway.models.list()]}
 
@@ -24,12 +29,15 @@ class ModelParams:
 
 
 @ns.method(
-    "models.get", ModelParams, description="One model; a bare name works where it is unique."
+    "models.get",
+    ModelParams,
+    description="One model; a bare name works where it is unique.",
+    owner_only=False,
 )
 async def get(ctx: CallContext, params: ModelParams) -> dict[str, Any]:
     return ctx.gateway.models.resolve(params.model_id).to_json()
 
 
-@ns.method("models.capabilities", ModelParams, description="What a model can do.")
+@ns.method("models.capabilities", ModelParams, description="What a model can do.", owner_only=False)
 async def capabilities(ctx: CallContext, params: ModelParams) -> dict[str, Any]:
     return ctx.gateway.models.resolve(params.model_id).capabilities()

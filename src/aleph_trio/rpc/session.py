@@ -42,7 +42,9 @@ class ListParams:
     offset: Annotated[int, Meta(ge=0, le=2**62)] = 0
 
 
-@ns.method("session.list", ListParams, description="Sessions, newest activity first.")
+@ns.method(
+    "session.list", ListParams, description="Sessions, newest activity first.", owner_only=False
+)
 async def list_sessions(ctx: CallContext, params: ListParams) -> dict[str, Any]:
     flt = params.filter or ListFilter()
     updated_after = None
@@ -55,8 +57,10 @@ async def list_sessions(ctx: CallContext, params: ListParams) -> dict[str, Any]:
                 f"Invalid params: {path}: expected an RFC 3339 time",
                 errors=[{"path": path, "message": "expected an RFC 3339 time"}],
             ) from None
+    principal = ctx.peer.principal
+    guest = principal.principal_id if principal and principal.role != "owner" else None
     sessions, total = await ctx.gateway.store.list_sessions(
-        SessionFilter(flt.agent_id, flt.prefix, updated_after),
+        SessionFilter(flt.agent_id, flt.prefix, updated_after, owner_id=guest),
         limit=params.limit,
         offset=params.offset,
     )
@@ -74,6 +78,7 @@ class HistoryParams:
     "session.history",
     HistoryParams,
     description="The most recent messages of a session (older than before_id), oldest first.",
+    owner_only=False,
 )
 async def history(ctx: CallContext, params: HistoryParams) -> dict[str, Any]:
     key = params.session_key
@@ -92,6 +97,7 @@ class DeleteParams:
     "session.delete",
     DeleteParams,
     description="Delete a session and all its messages; its runs are cancelled first.",
+    owner_only=False,
 )
 async def delete(ctx: CallContext, params: DeleteParams) -> dict[str, Any]:
     await ctx.gateway.runs.cancel_session(params.session_key, "session deleted")
@@ -108,6 +114,7 @@ class CompactParams:
     "session.compact",
     CompactParams,
     description="Summarise all but the newest messages into one, and keep durable facts in memory.",
+    owner_only=False,
 )
 async def compact(ctx: CallContext, params: CompactParams) -> dict[str, Any]:
     gateway = ctx.gateway

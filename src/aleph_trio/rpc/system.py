@@ -21,7 +21,12 @@ ns = Namespace()
 Level = Literal["debug", "info", "warning", "error", "critical"]
 
 
-@ns.method("health", NoParams, description="Liveness, uptime, connection count and service states.")
+@ns.method(
+    "health",
+    NoParams,
+    description="Liveness, uptime, connection count and service states.",
+    owner_only=False,
+)
 async def health(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     stats = ctx.gateway.statistics()
     return {
@@ -33,7 +38,12 @@ async def health(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     }
 
 
-@ns.method("echo", None, description="Answer with the params exactly as received ({} when none).")
+@ns.method(
+    "echo",
+    None,
+    description="Answer with the params exactly as received ({} when none).",
+    owner_only=False,
+)
 async def echo(ctx: CallContext, params: dict[str, Any]) -> dict[str, Any]:
     return params
 
@@ -60,7 +70,12 @@ def _build() -> str:
 _BUILD = _build()
 
 
-@ns.method("version", NoParams, description="Gateway, protocol, Python and Trio versions.")
+@ns.method(
+    "version",
+    NoParams,
+    description="Gateway, protocol, Python and Trio versions.",
+    owner_only=False,
+)
 async def version(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {
         "version": __version__,
@@ -71,7 +86,9 @@ async def version(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     }
 
 
-@ns.method("logs.levels", NoParams, description="The log level of every component.")
+@ns.method(
+    "logs.levels", NoParams, description="The log level of every component.", owner_only=False
+)
 async def logs_levels(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {"levels": current_levels()}
 
@@ -109,9 +126,13 @@ class TailParams:
     "logs.tail",
     TailParams,
     description="Recent log entries; with follow, later entries arrive as logs.entry events.",
+    owner_only=False,
 )
 async def logs_tail(ctx: CallContext, params: TailParams) -> dict[str, Any]:
-    entries = ctx.gateway.logs.tail(params.lines)
+    principal = ctx.peer.principal
+    # Logs are the owner's (PROTOCOL §6.2): a guest's tail is empty, its follow gets nothing.
+    guest = principal is not None and principal.role != "owner"
+    entries = [] if guest else ctx.gateway.logs.tail(params.lines)
     ctx.peer.subscriber.follow_logs = params.follow
     return {"entries": entries}
 
@@ -120,6 +141,7 @@ async def logs_tail(ctx: CallContext, params: TailParams) -> dict[str, Any]:
     "commands.list",
     NoParams,
     description="Every method this gateway answers, with its params schema.",
+    owner_only=False,
 )
 async def commands_list(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     return {

@@ -87,14 +87,22 @@ async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
     key = live.session_key
     limits = loop.settings()
     with trio.CancelScope(shield=True):  # stored or not, never half-known
-        await sessions.append(key, "user", live.message, run_id=live.run_id)
+        await sessions.append(
+            key, "user", live.message, run_id=live.run_id, owner_id=live.record.principal_id
+        )
     tools = live.allowed(loop.tools.names())
     specs = loop.tools.specs(tools)
     reserved = sum(estimate_tokens(json.dumps(attrs.asdict(spec))) for spec in specs)
     while True:
         while live.inputs:
             with trio.CancelScope(shield=True):
-                await sessions.append(key, "user", live.next_input(), run_id=live.run_id)
+                await sessions.append(
+                    key,
+                    "user",
+                    live.next_input(),
+                    run_id=live.run_id,
+                    owner_id=live.record.principal_id,
+                )
         if live.record.iterations >= limits.max_iterations:
             raise RunFailure(
                 f"the run stopped after {limits.max_iterations} model calls (runs.max_iterations)"

@@ -139,7 +139,11 @@ class Compactor:
             session_key, upto_id=older[-1].id, summary=text, summary_tokens=estimate_tokens(text)
         )
         result = CompactionResult(before, after, len(facts))
-        self._bus.publish("session.compacted", {"session_key": session_key, **result.to_json()})
+        self._bus.publish(
+            "session.compacted",
+            {"session_key": session_key, **result.to_json()},
+            principal_id=session.owner_id,
+        )
         log.info("compacted %s: %d -> %d tokens", session_key, before, after)
         return result
 

@@ -57,8 +57,10 @@ class SessionService:
         run_id: str | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
+        owner_id: str | None = None,
     ) -> Message:
-        """Store a message, creating the session on first use (``session.created``)."""
+        """Store a message, creating the session on first use (``session.created``) as one of
+        the guest ``owner_id``'s sessions when given."""
         message, created = await self._store.append_message(
             session_key,
             agent_of(session_key),
@@ -68,10 +70,13 @@ class SessionService:
             run_id=run_id,
             tool_calls=tool_calls,
             tool_call_id=tool_call_id,
+            owner_id=owner_id,
         )
         if created:
             self._bus.publish(
-                "session.created", {"session_key": session_key, "agent_id": agent_of(session_key)}
+                "session.created",
+                {"session_key": session_key, "agent_id": agent_of(session_key)},
+                principal_id=owner_id,
             )
         return message
 
@@ -86,11 +91,14 @@ class SessionService:
         return messages, session.token_count
 
     async def delete(self, session_key: str) -> int:
+        session = await self._store.get_session(session_key)
         removed = await self._store.delete_session(session_key)
         if removed is None:
             raise NotFound("session", session_key)
         self._bus.publish(
-            "session.deleted", {"session_key": session_key, "messages_removed": removed}
+            "session.deleted",
+            {"session_key": session_key, "messages_removed": removed},
+            principal_id=session.owner_id if session is not None else None,
         )
         return removed
 

@@ -9,6 +9,7 @@ from ._records import (
     CronJob as CronJob,
     CronRun as CronRun,
     Identity as Identity,
+    Invitation as Invitation,
     MemoryHit as MemoryHit,
     MemoryItem as MemoryItem,
     Message as Message,

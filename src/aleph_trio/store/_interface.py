@@ -14,6 +14,7 @@ from ._records import (
     CronJob,
     CronRun,
     Identity,
+    Invitation,
     MemoryHit,
     MemoryItem,
     Message,
@@ -52,8 +53,10 @@ class Store(Protocol):
         run_id: str | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
+        owner_id: str | None = None,
     ) -> tuple[Message, bool]:
-        """Append a message (creating the session on first use); returns it and ``created``."""
+        """Append a message (creating the session on first use, recording ``owner_id`` as the
+        guest that created it); returns it and ``created``."""
         ...
 
     async def recent_history(self, session_key: str, *, max_tokens: int) -> list[Message]:
@@ -191,6 +194,18 @@ class Store(Protocol):
         """Forget the stored fields of ``identity_id`` and which identity is active, in one
         transaction."""
         ...
+
+    # guest invitations
+    async def insert_invitation(self, invitation: Invitation) -> None: ...
+
+    async def list_invitations(self) -> list[Invitation]:
+        """Every invitation not revoked (expired ones included), oldest first."""
+        ...
+
+    async def mark_invitation_used(self, invitation_id: str) -> None: ...
+
+    async def revoke_invitation(self, invitation_id: str) -> bool:
+        """Mark the invitation revoked; ``False`` if there was none, or it was revoked already."""
 
     # workspaces
     async def insert_workspace(self, workspace: Workspace) -> bool:

@@ -11,6 +11,7 @@ __all__ = [
     "CronJob",
     "CronRun",
     "Identity",
+    "Invitation",
     "MemoryHit",
     "MemoryItem",
     "Message",
@@ -34,9 +35,12 @@ class Session:
     created_at: str
     updated_at: str
     title: str | None = None
+    #: The guest principal that created the session; ``None`` for the owner's sessions.
+    owner_id: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = attrs.asdict(self)
+        del out["owner_id"]
         if self.title is None:
             del out["title"]
         return out
@@ -47,6 +51,8 @@ class SessionFilter:
     agent_id: str | None = None
     prefix: str | None = None
     updated_after: str | None = None
+    #: Only the sessions this guest principal created.
+    owner_id: str | None = None
 
 
 @attrs.frozen
@@ -246,6 +252,30 @@ class Workspace:
             "status": self.status,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+        }
+
+
+@attrs.frozen
+class Invitation:
+    """A guest invitation (PROTOCOL §17); only the SHA-256 of its token's secret is kept."""
+
+    invitation_id: str
+    name: str | None
+    permissions: tuple[str, ...]
+    token_hash: bytes
+    created_at: str
+    expires_at: str
+    used: bool = False
+    revoked: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "invitation_id": self.invitation_id,
+            "name": self.name,
+            "permissions": list(self.permissions),
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+            "used": self.used,
         }
 
 

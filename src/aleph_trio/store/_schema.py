@@ -216,6 +216,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX poe_runs_by_status ON poe_runs (status);
     """,
+    # 9: guest invitations (the token's secret only as a hash) and which guest created a session
+    """
+    CREATE TABLE invitations (
+        invitation_id TEXT PRIMARY KEY,
+        name          TEXT,
+        permissions   TEXT NOT NULL,
+        token_hash    BLOB NOT NULL,
+        created_at    TEXT NOT NULL,
+        expires_at    TEXT NOT NULL,
+        used          INTEGER NOT NULL DEFAULT 0,
+        revoked       INTEGER NOT NULL DEFAULT 0
+    );
+
+    ALTER TABLE sessions ADD COLUMN owner_id TEXT;
+    CREATE INDEX sessions_by_owner ON sessions (owner_id, activity DESC);
+    """,
 ]
 
 

@@ -41,6 +41,7 @@ def _session(row: sqlite3.Row) -> Session:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         title=row["title"],
+        owner_id=row["owner_id"],
     )
 
 
@@ -144,6 +145,9 @@ def list_sessions(
     if flt.updated_after is not None:
         where.append("updated_at > ?")
         args.append(flt.updated_after)
+    if flt.owner_id is not None:
+        where.append("owner_id = ?")
+        args.append(flt.owner_id)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
 
     total = conn.execute(f"SELECT count(*) FROM sessions {clause}", args).fetchone()[0]
@@ -167,16 +171,25 @@ def append_message(
     tool_calls_json: str | None,
     tool_call_id: str | None,
     created_at: str,
+    owner_id: str | None = None,
 ) -> tuple[Message, bool]:
-    """Insert the message (and its session on first use); ``tool_calls_json`` encodes
-    ``tool_calls``."""
+    """Insert the message (and its session on first use, created by ``owner_id``);
+    ``tool_calls_json`` encodes ``tool_calls``."""
     title = content[:TITLE_LENGTH] if role == "user" else None
     cur = conn.execute(
-        "INSERT INTO sessions (session_key, agent_id, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?) ON CONFLICT (session_key) DO NOTHING",
-        (session_key, agent_id, created_at, created_at),
+        "INSERT INTO sessions (session_key, agent_id, created_at, updated_at, owner_id) "
+        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (session_key) DO NOTHING",
+        (session_key, agent_id, created_at, created_at, owner_id),
     )
     created = cur.rowcount == 1
+    if not created and owner_id is not None:
+        # A guest writes only into its own sessions, even one another principal created
+        # between the guest's check and this write.
+        (owner,) = conn.execute(
+            "SELECT owner_id FROM sessions WHERE session_key = ?", (session_key,)
+        ).fetchone()
+        if owner != owner_id:
+            raise StoreError(f"session {session_key} belongs to another principal")
     message_id = conn.execute(
         "INSERT INTO messages (session_key, role, content, created_at, tokens, run_id, "
         "tool_calls, tool_call_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -36,6 +36,7 @@ import trio
 from ..kernel import now_ts, private_file
 from . import (
     _sql_cron as sql_cron,
+    _sql_guests as sql_guests,
     _sql_identities as sql_identities,
     _sql_memory as sql_memory,
     _sql_poe as sql_poe,
@@ -49,6 +50,7 @@ from ._records import (
     CronJob,
     CronRun,
     Identity,
+    Invitation,
     MemoryHit,
     MemoryItem,
     Message,
@@ -216,6 +218,7 @@ class SQLiteStore:
         run_id: str | None = None,
         tool_calls: list[dict[str, Any]] | None = None,
         tool_call_id: str | None = None,
+        owner_id: str | None = None,
     ) -> tuple[Message, bool]:
         created_at = now_ts()
         calls = json.dumps(tool_calls) if tool_calls is not None else None
@@ -232,6 +235,7 @@ class SQLiteStore:
                 tool_calls_json=calls,
                 tool_call_id=tool_call_id,
                 created_at=created_at,
+                owner_id=owner_id,
             )
         )
 
@@ -359,6 +363,20 @@ class SQLiteStore:
                 statuses=tuple(sorted(statuses)),
             )
         )
+
+    # -- guest invitations ---------------------------------------------------------------------
+
+    async def insert_invitation(self, invitation: Invitation) -> None:
+        await self._write(partial(sql_guests.insert_invitation, invitation=invitation))
+
+    async def list_invitations(self) -> list[Invitation]:
+        return await self._read(sql_guests.list_invitations)
+
+    async def mark_invitation_used(self, invitation_id: str) -> None:
+        await self._write(partial(sql_guests.mark_used, invitation_id=invitation_id))
+
+    async def revoke_invitation(self, invitation_id: str) -> bool:
+        return await self._write(partial(sql_guests.revoke, invitation_id=invitation_id))
 
     # -- POE -----------------------------------------------------------------------------------
 
