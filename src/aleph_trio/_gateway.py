@@ -52,6 +52,7 @@ from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
 from .store import Store, open_sqlite_store
 from .tools import ToolBox, builtin_tools
+from .wizards import WizardService, builtin_flows
 
 if TYPE_CHECKING:
     from .client import Client
@@ -142,6 +143,16 @@ class Gateway:
             models=self.models,
             settings=current,
             clock=wall_clock,
+        )
+        self.wizards = WizardService(
+            bus,
+            builtin_flows(
+                settings=settings,
+                http=http,
+                cron=self.cron,
+                identities=self.identities,
+                config=current,
+            ),
         )
         self.connections: dict[str, Connection] = {}
         self._accepting: set[trio.CancelScope] = set()
@@ -372,6 +383,7 @@ async def _open_locked(
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.services.start(nursery, "wizards", gateway.wizards.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -25,6 +25,7 @@ def build_registry() -> Registry:
         models,
         session,
         system,
+        wizard,
     )
 
     return Registry(
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        wizard.ns,
     )
