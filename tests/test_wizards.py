@@ -12,8 +12,9 @@ import pytest
 import trio
 import trio.testing
 
-from aleph_trio import Client, Config, Gateway, open_gateway
+from aleph_trio import Client, Config, Gateway, WallClock, open_gateway
 from aleph_trio.auth import Principal
+from aleph_trio.kernel import ServerConfig
 from aleph_trio.protocol import AlephError, ErrorCode
 from aleph_trio.wizards import (
     Flow,
@@ -340,7 +341,13 @@ async def test_cron_job_flow_checks_the_schedule_live_and_creates_the_job(
 async def test_idle_sessions_are_cancelled_and_finished_ones_forgotten(
     data_dir: Path, patient_clock: trio.testing.MockClock
 ) -> None:
-    async with open_gateway(Config(), data_dir=data_dir) as gw, gw.connect() as client:
+    # The scheduler and the pinger wake hourly only: each wake-up costs the clock 50 ms.
+    wall = WallClock(recheck_s=3600)
+    quiet = Config(server=ServerConfig(ping_interval_s=3600, ping_timeout_s=3600))
+    async with (
+        open_gateway(quiet, data_dir=data_dir, wall_clock=wall) as gw,
+        gw.connect() as client,
+    ):
         started = await client.call("wizard.start", {"wizard_type": "identity"})
         session = started["session_id"]
         await trio.sleep(29 * 60)
