@@ -65,6 +65,7 @@ SEMANTIC_CHECKS = frozenset(
         "exec.approvals.set",  # stale base_hash, invalid policy
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
+        "wizard.start",  # an unknown wizard type, its initial_data, setup without a config file
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -90,6 +91,10 @@ NAMES_A_RESOURCE = frozenset(
         "cron.trigger",
         "cron.pause",
         "cron.resume",
+        "wizard.answer",
+        "wizard.next",
+        "wizard.cancel",
+        "wizard.status",
     }
 )
 
