@@ -18,8 +18,10 @@ import trio
 
 from aleph_trio import Client, open_client, open_gateway
 from aleph_trio.protocol import AlephError, ErrorCode
+from gatewayproc import start_server
 from llmserver import LLMServer, Reply, models_reply, serve_llm, sse
 from runhelp import run_events, start, topics
+from terminal import CLIENT, clean_env
 
 GOOD_KEY = "sk-good-SECRET123"
 BAD_KEY = "sk-bad-SECRET456"
@@ -240,6 +242,44 @@ async def test_an_unreachable_ollama_is_refused_at_its_base_url(
             "models": ["llama3"],
         }
         assert gw.config.agents["main"].model == "ollama/llama3"
+
+
+async def test_a_newcomer_sets_up_a_fresh_gateway_with_aleph_trio_call(
+    llm: LLMServer, tmp_path: Path
+) -> None:
+    """The README's walk-through: a real gateway process started with no config file, driven by
+    ``aleph-trio call`` processes only, ends configured with the model the provider listed."""
+    config_path = tmp_path / "absent.toml"
+    data_dir = tmp_path / "data"
+
+    async def call(method: str, params: dict[str, Any]) -> Any:
+        args = [*CLIENT, "call", method, json.dumps(params), "--url", server.url]
+        with trio.fail_after(30):
+            done = await trio.run_process(
+                [*args, "--data-dir", str(data_dir)],
+                capture_stdout=True,
+                capture_stderr=True,
+                check=False,
+                env=clean_env(),
+            )
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    async for server in start_server(tmp_path):
+        started = await call("wizard.start", {"wizard_type": "setup"})
+        session, step = started["session_id"], started["step"]
+        llm.script += [models_reply(status=401), models_reply("model-x")]
+        for value in ["openai", llm.base_url, GOOD_KEY, "model-x", True]:
+            result = await call(
+                "wizard.answer", {"session_id": session, "step_id": step["id"], "value": value}
+            )
+            step = result["step"]
+        assert result["status"] == "done" and step["title"] == "Configuration saved"
+        assert stat.S_IMODE(os.stat(config_path).st_mode) == 0o600
+        shown = await call("config.get", {})
+        assert shown["source"] == str(config_path)
+        assert shown["config"]["agents"]["main"]["model"] == "openai/model-x"
+        server.process.terminate()
 
 
 def _text(content: str, finish: str | None = None) -> dict[str, object]:
