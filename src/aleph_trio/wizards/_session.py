@@ -116,7 +116,8 @@ class WizardSession:
     def finish(
         self, status: SessionStatus, *, outro: Step | None = None, error: str | None = None
     ) -> None:
-        self.status = SESSIONS.check(self.status, status)  # type: ignore[assignment]
+        SESSIONS.check(self.status, status)
+        self.status = status
         self.step = None
         if outro is not None:
             self._posted += 1
