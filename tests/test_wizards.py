@@ -418,3 +418,25 @@ async def test_guests_may_not_start_owner_flows_nor_see_other_sessions(
         assert await guest.call("wizard.cancel", {"session_id": mine["session_id"]}) == {
             "cancelled": True
         }
+
+
+async def test_running_sessions_are_bounded(nursery: trio.Nursery) -> None:
+    """The service on its own (a bus without a gateway): past ``max_running`` sessions a start
+    is refused with reason ``limit``; a finished session makes room."""
+    from aleph_trio.kernel import EventBus, LimitReached, NotFound
+    from aleph_trio.protocol import encode_event
+    from aleph_trio.wizards import WizardService
+
+    flow = Flow("demo", "every step type", demo_flow, DemoInitial)
+    service = WizardService(EventBus(encode=encode_event), [flow], max_running=2)
+    await nursery.start(service.serve)
+    first = await service.start("demo", None, principal_id=None)
+    await service.start("demo", None, principal_id=None)
+    with pytest.raises(LimitReached):
+        await service.start("demo", None, principal_id=None)
+    assert await service.cancel(first.session_id, principal_id=None) is True
+    third = await service.start("demo", None, principal_id="guest-1")
+    assert third.status == "running" and service.running() == 2
+    with pytest.raises(NotFound):
+        service.get(third.session_id, principal_id="guest-2")
+    nursery.cancel_scope.cancel()
