@@ -188,6 +188,7 @@ async def test_schema_is_generated_from_the_model(client: Client) -> None:
         "browser",
         "mcp",
         "logging",
+        "plugins",
     }
     server = schema["$defs"]["ServerConfig"]
     assert server["properties"]["port"]["maximum"] == 65535

@@ -176,6 +176,7 @@ async def test_create_list_get_status(
         }
         assert (await client.call("health"))["services"] == {
             "cron": "running",
+            "plugins": "running",
             "runs": "running",
             "wizards": "running",
         }

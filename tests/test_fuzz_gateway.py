@@ -66,6 +66,9 @@ SEMANTIC_CHECKS = frozenset(
         "cron.create",  # schedule, time zone, model, blank name or prompt, a taken name
         "identity.set",  # no field, a blank name or persona, a new id without name or persona
         "wizard.start",  # an unknown wizard type, its initial_data, setup without a config file
+        "plugins.load",  # a path that is not a plugin
+        "workspace.create",  # blank or taken name, unknown agent, model or tool, relative path
+        "workspace.update",  # neither config nor status, unknown agent, model or tool
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -95,6 +98,18 @@ NAMES_A_RESOURCE = frozenset(
         "wizard.next",
         "wizard.cancel",
         "wizard.status",
+        "workspace.get",
+        "workspace.update",
+        "workspace.archive",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
+        "plugins.unload",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.status",
     }
 )
 
@@ -584,8 +599,23 @@ class MethodInfo:
         return method_strategies(self.name, json.dumps(self.schema, sort_keys=True))
 
 
+#: Parameters never drawn: a random absolute ``path`` would create that directory on this disk.
+UNDRAWN = {"workspace.create": ("path",)}
+
+
 def methods_of(gateway: Gateway) -> list[MethodInfo]:
-    return [MethodInfo(m.name, m.schema, m.params is not None) for m in gateway.registry]
+    return [
+        MethodInfo(m.name, _drawable(m.name, m.schema), m.params is not None)
+        for m in gateway.registry
+    ]
+
+
+def _drawable(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    left_out = UNDRAWN.get(name, ())
+    if not left_out:
+        return schema
+    properties = {k: v for k, v in schema["properties"].items() if k not in left_out}
+    return {**schema, "properties": properties}
 
 
 # -- what a reply must look like ----------------------------------------------------------------

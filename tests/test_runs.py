@@ -394,7 +394,7 @@ async def test_a_run_being_finished_is_never_admitted(client: Client, gateway: G
     live.finishing = False
     assert (await client.call("agent.cancel", {"run_id": queued}))["cancelled"] is True
     assert (await client.call("health"))["services"]["runs"] == "running"
-    assert gateway.runs.statistics() == RunStatistics(0, 0, 0, 8)
+    assert gateway.runs.statistics() == RunStatistics(0, 0, 0, 8, {"cancelled": 2})
 
 
 async def test_run_events_reach_the_caller_and_subscribers_only(gateway: Gateway) -> None:

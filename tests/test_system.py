@@ -20,7 +20,12 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {"cron": "running", "runs": "running", "wizards": "running"}
+    assert result["services"] == {
+        "cron": "running",
+        "plugins": "running",
+        "runs": "running",
+        "wizards": "running",
+    }
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
@@ -156,6 +161,24 @@ async def test_commands_list_matches_registry_and_validation(
         "identity.set",
         "identity.clear",
         "identity.list",
+        "workspace.create",
+        "workspace.list",
+        "workspace.get",
+        "workspace.update",
+        "workspace.archive",
+        "services.list",
+        "services.start",
+        "services.stop",
+        "services.status",
+        "mcp.list_pending_approvals",
+        "mcp.respond_approval",
+        "mcp.cancel_approval",
+        "plugins.list",
+        "plugins.load",
+        "plugins.unload",
+        "plugins.enable",
+        "plugins.disable",
+        "plugins.status",
         "wizard.start",
         "wizard.answer",
         "wizard.next",

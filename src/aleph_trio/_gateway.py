@@ -17,10 +17,11 @@ import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, final
+from typing import TYPE_CHECKING, Any, final
 
 import attrs
 import httpx
+import msgspec
 import platformdirs
 import trio
 
@@ -44,15 +45,19 @@ from .kernel import (
     now_ts,
     resolve_secret,
 )
+from .mcp import McpServers
+from .plugins import MethodSpec, PluginManager
 from .protocol import encode_event
 from .providers import ModelCatalog, agent_model_warnings, open_http_client
-from .rpc import build_registry
-from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics
+from .rpc import CallContext, Method, build_registry
+from .runs import Agent, AgentLoop, PromptBuilder, RunManager, RunStatistics, agents_of
 from .server import serve_listeners, serve_stream
 from .sessions import Compactor, SessionService
-from .store import Store, open_sqlite_store
+from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
+from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
 from .wizards import WizardService, builtin_flows
+from .workspaces import WorkspaceService
 
 if TYPE_CHECKING:
     from .client import Client
@@ -67,6 +72,10 @@ log = component_logger("gateway")
 INTERRUPTED = "interrupted by gateway restart"
 #: Why runs and firings are refused, or cancelled, while the gateway stops.
 SHUTTING_DOWN = "gateway shutting down"
+#: How long ``/ready`` waits for the store to answer before it says the store is not ready.
+READY_STORE_TIMEOUT_S = 2.0
+#: Why ``services.stop runs`` is refused.
+RUNS_REQUIRED = "every agent run and cron firing lives in it; stop the gateway instead"
 
 
 @attrs.frozen
@@ -126,6 +135,14 @@ class Gateway:
         self.identities = IdentityService(store, bus)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
+        self.workspaces = WorkspaceService(
+            store,
+            bus,
+            data_dir,
+            agents=lambda: [agent.id for agent in agents_of(current())],
+            models=self.models,
+            tools=self.tools.names,
+        )
         self.compactor = Compactor(store, bus, self.models, lambda: current().sessions)
         self.runs = RunManager(
             store=store,
@@ -135,6 +152,7 @@ class Gateway:
             loop=AgentLoop(self.sessions, self.tools, self.prompts, lambda: current().runs),
             compactor=self.compactor,
             settings=current,
+            workspaces=self.workspaces,
         )
         self.cron = CronService(
             store=store,
@@ -154,8 +172,39 @@ class Gateway:
                 config=current,
             ),
         )
+        self.mcp = McpServers(
+            services=self.services,
+            tools=self.tools,
+            bus=bus,
+            settings=lambda: current().mcp,
+            guard=self.commands,
+        )
+        self.plugins = PluginManager(
+            bus=bus,
+            tools=self.tools,
+            methods=_PluginMethods(self.registry),
+            config=current,
+            data_dir=data_dir,
+            event_data=_event_data,
+        )
         self.connections: dict[str, Connection] = {}
+        self.instruments = Instruments()
+        self.web = HttpServer(
+            Routes(
+                health=self._liveness,
+                ready=self._readiness,
+                metrics=self._metrics_text,
+                check_token=self._is_owner_token,
+                require_auth=lambda: current().auth.require_auth,
+                instruments=self.instruments,
+            ),
+            lambda: HttpLimits(
+                request_timeout_s=current().auth.handshake_timeout_s,
+                idle_timeout_s=current().server.http_idle_timeout_s,
+            ),
+        )
         self._accepting: set[trio.CancelScope] = set()
+        self._draining = False
         self._started = time.monotonic()
         self.settings.on_change(self._apply_config)
 
@@ -182,6 +231,8 @@ class Gateway:
             self.bus.resize(new.events.replay_buffer, new.events.replay_buffer_bytes)
         self.models.configure(new)
         self.runs.fill()
+        if new.mcp != old.mcp:
+            self.mcp.configure()
         token = resolve_secret(new.auth.token)
         if token and token != self._owner_token:
             self._owner_token = token
@@ -239,6 +290,7 @@ class Gateway:
         with 1001.
         """
         grace = self.config.server.shutdown_grace_s if grace_s is None else grace_s
+        self._draining = True
         for scope in self._accepting:
             scope.cancel()
         self.runs.close_admission(SHUTTING_DOWN)
@@ -291,6 +343,57 @@ class Gateway:
                     )
                 yield client
             nursery.cancel_scope.deadline = trio.current_time() + 5
+
+    # -- what the HTTP routes show -----------------------------------------------------------
+
+    def _liveness(self) -> dict[str, object]:
+        return {"status": "ok", "uptime_s": round(self.uptime_s, 3)}
+
+    async def _readiness(self) -> dict[str, bool]:
+        """``/ready``: the store answers a read, the scheduler runs, connections are accepted."""
+        store_ok = False
+        with trio.move_on_after(READY_STORE_TIMEOUT_S):
+            try:
+                await self.store.get_session("agent:main:main")
+                store_ok = True
+            except StoreError:
+                pass
+        return {
+            "store": store_ok,
+            "scheduler": self.services.statuses().get("cron") == "running",
+            "accepting": not self._draining,
+        }
+
+    def _is_owner_token(self, token: str) -> bool:
+        principal = self.auth.authenticate(token)
+        return principal is not None and principal.role == "owner"
+
+    def _metrics_text(self) -> str:
+        bus = self.bus.statistics()
+        runs = self.runs.statistics()
+        cron = self.cron.statistics()
+        roles: dict[str, int] = {"owner": 0, "guest": 0, "unauthenticated": 0}
+        queued = 0
+        for connection in self.connections.values():
+            stats = connection.statistics()
+            role = stats.role or "unauthenticated"
+            roles[role] = roles.get(role, 0) + 1
+            queued += stats.queued_frames
+        readings = Readings(
+            uptime_s=self.uptime_s,
+            connections=roles,
+            send_queue_frames=queued,
+            events_published=bus.seq,
+            subscribers=bus.subscribers,
+            replay_buffer_events=bus.buffered,
+            runs_live={"running": runs.running, "queued": runs.queued},
+            runs_finished=runs.finished,
+            cron_active=cron.active_runs,
+            cron_queued=cron.queued_runs,
+            approvals_pending=len(self.approvals.pending()),
+            services=self.services.statuses(),
+        )
+        return metrics_text(readings, self.instruments)
 
     def statistics(self) -> GatewayStatistics:
         bus = self.bus.statistics()
@@ -381,13 +484,17 @@ async def _open_locked(
                 log.warning("configuration: %s", warning)
             await gateway.commands.recover()
             await gateway.approvals.expire_left_over()
-            await gateway.services.start(nursery, "runs", gateway.runs.serve)
+            await gateway.services.start(
+                nursery, "runs", gateway.runs.serve, required=RUNS_REQUIRED
+            )
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
             await gateway.services.start(nursery, "wizards", gateway.wizards.serve)
+            await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher
                 )
+            await gateway.mcp.open(nursery)
             try:
                 yield gateway
             finally:
@@ -396,6 +503,34 @@ async def _open_locked(
     finally:
         ring.listener = None
         root_logger.removeHandler(ring)
+
+
+@final
+class _PluginMethods:
+    """The RPC registry as the plugin manager sees it: plugin method specs become registry
+    methods, so the dispatcher checks roles, decodes params and maps errors for them too."""
+
+    def __init__(self, registry: Registry) -> None:
+        self._registry = registry
+
+    def add(self, spec: MethodSpec) -> None:
+        async def handler(ctx: CallContext, params: Any) -> object:
+            return await spec.call(params)
+
+        method = Method(spec.name, spec.description, spec.params, handler, spec.owner_only)
+        self._registry.add(method)
+
+    def remove(self, name: str) -> None:
+        self._registry.remove(name)
+
+    def namespace_taken(self, namespace: str) -> bool:
+        return any(m.name.startswith(namespace + ".") for m in self._registry)
+
+
+def _event_data(frame: bytes) -> dict[str, Any]:
+    """The ``data`` of an event frame (what ``protocol.encode_event`` made of it)."""
+    data: dict[str, Any] = msgspec.json.decode(frame)["params"]["data"]
+    return data
 
 
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:

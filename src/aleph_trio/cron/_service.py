@@ -133,6 +133,8 @@ class CronService:
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
+                if self._closed is None:  # a scope runs once: a new one for each start
+                    self._scheduling = trio.CancelScope()
                 task_status.started()
                 with self._scheduling:
                     await self._schedule()
@@ -307,7 +309,7 @@ class CronService:
     def _start(self, job: Job, firing: Firing | None, runs: list[CronRun], *, save: bool) -> None:
         nursery = self._nursery
         if nursery is None:
-            raise RuntimeError("the cron service is not serving")
+            raise InvalidState("the cron service is stopped (services.start cron resumes it)")
         after = job.firings[-1] if job.firings else None
         if firing is not None:
             job.firings.append(firing)

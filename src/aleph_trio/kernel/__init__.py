@@ -21,6 +21,7 @@ from ._config import (
     LoggingConfig as LoggingConfig,
     McpConfig as McpConfig,
     McpServerConfig as McpServerConfig,
+    PluginsConfig as PluginsConfig,
     ProviderConfig as ProviderConfig,
     RunsConfig as RunsConfig,
     Secret as Secret,
@@ -76,7 +77,12 @@ from ._logs import (
     current_levels as current_levels,
     level_name as level_name,
 )
-from ._services import ServiceRegistry as ServiceRegistry, ServiceState as ServiceState
+from ._services import (
+    ONCE as ONCE,
+    RestartPolicy as RestartPolicy,
+    ServiceRegistry as ServiceRegistry,
+    ServiceState as ServiceState,
+)
 from ._state_tables import (
     IllegalTransition as IllegalTransition,
     TransitionTable as TransitionTable,

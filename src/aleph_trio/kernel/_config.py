@@ -25,6 +25,7 @@ __all__ = [
     "LoggingConfig",
     "McpConfig",
     "McpServerConfig",
+    "PluginsConfig",
     "ProviderConfig",
     "RunsConfig",
     "Secret",
@@ -83,6 +84,8 @@ class ServerConfig:
     ping_interval_s: Seconds = 20.0
     ping_timeout_s: Seconds = 20.0
     shutdown_grace_s: Annotated[float, Meta(ge=0, le=3600)] = 5.0
+    #: An idle keep-alive HTTP connection (``/health``, ``/metrics``) is closed after this.
+    http_idle_timeout_s: Seconds = 30.0
 
 
 @attrs.frozen
@@ -194,6 +197,13 @@ class McpConfig:
 
 
 @attrs.frozen
+class PluginsConfig:
+    """Python plugins loaded at start (PROTOCOL §15), besides those in ``<data dir>/plugins``."""
+
+    paths: tuple[Annotated[str, Meta(min_length=1)], ...] = ()
+
+
+@attrs.frozen
 class LoggingConfig:
     """Log levels: a default and per-component overrides (``components = { cron = "debug" }``)."""
 
@@ -217,3 +227,4 @@ class Config:
     browser: BrowserConfig = BrowserConfig()
     mcp: McpConfig = McpConfig()
     logging: LoggingConfig = LoggingConfig()
+    plugins: PluginsConfig = PluginsConfig()

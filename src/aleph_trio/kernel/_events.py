@@ -31,7 +31,7 @@ __all__ = ["Event", "EventBus", "EventBusStatistics", "EventEncoder", "ReplayLos
 EventEncoder = Callable[[str, int, str, Mapping[str, Any]], bytes]
 
 #: Topics only owners may see, whatever their patterns say (PROTOCOL §6.2).
-OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.")
+OWNER_ONLY_PREFIXES = ("logs.", "exec.", "config.", "mcp.", "services.")
 
 
 @attrs.frozen(eq=False)
@@ -225,9 +225,14 @@ class EventBus:
         *,
         on_overflow: Callable[[], None],
         may_see: Callable[[Event], bool] = lambda event: True,
+        patterns: Iterable[TopicPattern] = (),
     ) -> Subscriber:
+        """A new subscriber; ``patterns`` apply at once (no replay), as a synchronous step."""
         sub = Subscriber(next(self._ids), deliver, on_overflow, may_see)
         sub.considered_upto = self._seq
+        sub.patterns.update({p.text: p for p in patterns})
+        if sub.patterns:
+            self._matchers.clear()
         self._subscribers[sub.id] = sub
         return sub
 

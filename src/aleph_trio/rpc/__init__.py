@@ -21,11 +21,15 @@ def build_registry() -> Registry:
         events,
         exec,
         identity,
+        mcp,
         memory,
         models,
+        plugins,
+        services,
         session,
         system,
         wizard,
+        workspace,
     )
 
     return Registry(
@@ -42,4 +46,8 @@ def build_registry() -> Registry:
         cron.ns,
         identity.ns,
         wizard.ns,
+        workspace.ns,
+        services.ns,
+        mcp.ns,
+        plugins.ns,
     )

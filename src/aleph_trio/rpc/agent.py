@@ -22,6 +22,9 @@ Message = Annotated[str, Meta(min_length=1, max_length=1_000_000)]
 RunId = Annotated[str, Meta(min_length=1, max_length=128)]
 Thinking = Literal["off", "minimal", "low", "medium", "high", "xhigh"]
 IdempotencyKey = Annotated[str, Meta(min_length=1, max_length=256)]
+WorkspaceId = Annotated[
+    str, Meta(min_length=1, max_length=128, description="run in this workspace (PROTOCOL §17)")
+]
 
 
 def run_result(record: Run) -> dict[str, Any]:
@@ -37,6 +40,7 @@ async def start_run(
     model: str | None = None,
     thinking: str | bool | None = None,
     idempotency_key: str | None = None,
+    workspace_id: str | None = None,
 ) -> dict[str, Any]:
     """Start a run for the calling connection, which then gets its events (PROTOCOL §6.2)."""
     if not message.strip():
@@ -54,6 +58,7 @@ async def start_run(
         idempotency_key=idempotency_key,
         principal_id=principal.principal_id if principal and principal.role != "owner" else None,
         watcher=ctx.peer.subscriber,
+        workspace_id=workspace_id,
     )
     return run_result(record)
 
@@ -76,6 +81,7 @@ class RunParams:
     model: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
     agent_id: AgentId | None = None
     idempotency_key: IdempotencyKey | None = None
+    workspace_id: WorkspaceId | None = None
 
 
 @ns.method(
@@ -92,6 +98,7 @@ async def run(ctx: CallContext, params: RunParams) -> dict[str, Any]:
         model=params.model,
         thinking=params.thinking,
         idempotency_key=params.idempotency_key,
+        workspace_id=params.workspace_id,
     )
 
 
@@ -113,7 +120,7 @@ async def status(ctx: CallContext, params: RunRef) -> dict[str, Any]:
         "model": record.model,
         "created_at": record.created_at,
     }
-    for name in ("started_at", "finished_at", "error", "error_code", "output"):
+    for name in ("started_at", "finished_at", "error", "error_code", "output", "workspace_id"):
         value = getattr(record, name)
         if value is not None:
             out[name] = value

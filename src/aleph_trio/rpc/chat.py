@@ -11,7 +11,7 @@ from ..kernel import NotFound
 from ..sessions import DEFAULT_SESSION, SessionKey, agent_of
 from ._context import CallContext
 from ._registry import Namespace
-from .agent import IdempotencyKey, Message, RunId, start_run, visible_run
+from .agent import IdempotencyKey, Message, RunId, WorkspaceId, start_run, visible_run
 
 ns = Namespace()
 
@@ -19,8 +19,15 @@ ns = Namespace()
 @attrs.frozen
 class SendParams:
     message: Message
-    session_key: SessionKey = DEFAULT_SESSION
+    session_key: (
+        Annotated[
+            SessionKey,
+            Meta(description="default agent:main:main, or in a workspace agent:<its agent>:main"),
+        ]
+        | None
+    ) = None
     idempotency_key: IdempotencyKey | None = None
+    workspace_id: WorkspaceId | None = None
 
 
 @ns.method(
@@ -30,12 +37,16 @@ class SendParams:
 )
 async def send(ctx: CallContext, params: SendParams) -> dict[str, Any]:
     key = params.session_key
+    if key is None and params.workspace_id is None:
+        key = DEFAULT_SESSION
+    # A session's agent is in its key; without one, a workspace's agent and its main session.
     return await start_run(
         ctx,
         params.message,
         session_key=key,
-        agent_id=agent_of(key),
+        agent_id=agent_of(key) if key is not None else None,
         idempotency_key=params.idempotency_key,
+        workspace_id=params.workspace_id,
     )
 
 

@@ -18,3 +18,4 @@ from ._states import (
     IllegalTransition as IllegalTransition,
     RunStatus as RunStatus,
 )
+from ._workspaces import RunWorkspace as RunWorkspace, WorkspaceLookup as WorkspaceLookup

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import uuid
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import attrs
@@ -74,6 +75,10 @@ class LiveRun(Turn):
     thinking: str = attrs.field(kw_only=True)
     manager: RunManager = attrs.field(kw_only=True)
     watchers: list[Subscriber] = attrs.field(kw_only=True, factory=list)
+    #: The run's workspace directory (``exec``'s default ``cwd``), ``None`` outside a workspace.
+    cwd: str | None = attrs.field(kw_only=True, default=None)
+    #: The only tools the run's workspace lets it use (of its agent's); ``None``: no such limit.
+    workspace_tools: frozenset[str] | None = attrs.field(kw_only=True, default=None)
     cancel_reason: str | None = None
     compacting: bool = False  #: finished, and holding its session for automatic compaction
     stream_started: bool = False
@@ -103,6 +108,14 @@ class LiveRun(Turn):
     @property
     def agent_id(self) -> str:
         return self.agent.id
+
+    def may_use(self, tool: str) -> bool:
+        """Whether the run may call ``tool``: its agent may, and its workspace allows it."""
+        allowed = self.workspace_tools
+        return self.agent.may_use(tool) and (allowed is None or tool in allowed)
+
+    def allowed(self, tools: Iterable[str]) -> list[str]:
+        return [name for name in tools if self.may_use(name)]
 
     def emit(self, topic: str, data: dict[str, Any]) -> None:
         """Publish an event of this run (it carries ``run_id`` and ``session_key``); text still

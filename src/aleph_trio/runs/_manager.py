@@ -14,6 +14,8 @@ published after that.
 
 from __future__ import annotations
 
+import collections
+import functools
 import hashlib
 import json
 import uuid
@@ -45,6 +47,7 @@ from ._agents import Agent, resolve_agent
 from ._lanes import Lanes
 from ._live_run import LiveRun, Outcome, Turn, utf8_size
 from ._states import LIVE, check_transition
+from ._workspaces import RunWorkspace, WorkspaceLookup
 
 __all__ = ["RunManager", "RunStatistics"]
 
@@ -70,6 +73,8 @@ class RunStatistics:
     running: int
     queued: int
     max_concurrent: int
+    #: Runs finished since the manager started, by final status.
+    finished: dict[str, int] = attrs.Factory(dict)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -90,6 +95,7 @@ class RunManager:
         loop: AgentLoop,
         compactor: Compactor,
         settings: Callable[[], Config],
+        workspaces: WorkspaceLookup,
     ) -> None:
         self._store = store
         self._bus = bus
@@ -98,8 +104,10 @@ class RunManager:
         self._loop = loop
         self._compactor = compactor
         self._settings = settings
+        self._workspaces = workspaces
         self._nursery: trio.Nursery | None = None
         self._runs: dict[str, LiveRun] = {}
+        self._finished: collections.Counter[str] = collections.Counter()
         self._lanes = Lanes(lambda: self._max_concurrent, self._admit)
         self._claiming = trio.Lock()
         #: Why no run is accepted any more (the gateway is stopping), or ``None``.
@@ -144,7 +152,11 @@ class RunManager:
     def statistics(self) -> RunStatistics:
         running = sum(1 for r in self._runs.values() if r.admitted.is_set())
         return RunStatistics(
-            len(self._runs), running, len(self._runs) - running, self._max_concurrent
+            len(self._runs),
+            running,
+            len(self._runs) - running,
+            self._max_concurrent,
+            dict(self._finished),
         )
 
     @property
@@ -208,42 +220,48 @@ class RunManager:
         idempotency_key: str | None = None,
         principal_id: str | None = None,
         watcher: Subscriber | None = None,
+        workspace_id: str | None = None,
     ) -> Run:
         """Accept a run and return its record (``running`` or ``queued``); its events follow.
 
-        Raises :class:`NotFound` for an unknown agent, :class:`InvalidArgument` for an unknown
-        model and :class:`Conflict` for a reused idempotency key with other parameters.
+        In a workspace, the workspace's agent, model and tools apply where the caller named none,
+        and ``exec`` runs in its directory. Raises :class:`NotFound` for an unknown agent or
+        workspace, :class:`InvalidState` for an archived workspace, :class:`InvalidArgument` for
+        an unknown model and :class:`Conflict` for a reused idempotency key with other
+        parameters.
         """
         if self._closed is not None:
             raise InvalidState(f"no new runs are accepted: {self._closed}")
+        workspace = await self._workspaces.for_run(workspace_id) if workspace_id else None
         config = self._settings()
-        agent = resolve_agent(config, agent_id or "main")
+        agent = resolve_agent(
+            config, agent_id or (workspace.agent_id if workspace else None) or "main"
+        )
         key = session_key or f"agent:{agent.id}:main"
-        catalog = self._models
-        model_id = model or agent.model or catalog.default_model
-        try:
-            info = catalog.resolve(model_id)
-        except NotFound:
-            if model is None:  # not the caller's mistake: the agent's configuration
-                raise InvalidArgument(
-                    f"agent {agent.id!r} is configured with model {model_id!r}, which no "
-                    f"provider offers: fix agents.{agent.id}.model in the config, or pass "
-                    "model (see models.list)"
-                ) from None
-            raise InvalidArgument(
-                f"unknown model {model_id!r} (see models.list)",
-                problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],
-            ) from None
+        info = self._resolve_model(model, agent, workspace)
         level = agent.thinking if thinking is None else thinking
         if isinstance(level, bool):
             level = THINKING_FOR_TRUE if level else "off"
         run_id = "run_" + uuid.uuid4().hex
+        accept = functools.partial(
+            self._accept,
+            message=message,
+            session_key=key,
+            agent=agent,
+            model=info,
+            thinking=level,
+            principal_id=principal_id,
+            watcher=watcher,
+            workspace=workspace,
+        )
         if idempotency_key is None:
-            live = self._accept(run_id, message, key, agent, info, level, principal_id, watcher)
+            live = accept(run_id)
             await self.save(live.record)  # queued before it runs: its task has not started yet
             return live.record
         claim = f"agent.run:{principal_id or ''}:{idempotency_key}"
         fingerprint = _fingerprint(message, key, agent.id, info.id, level)
+        if workspace is not None:  # so keys used before workspaces existed still match
+            fingerprint = _fingerprint(fingerprint, workspace.workspace_id)
         async with self._claiming:
             existing = await self._store.claim_key(claim, fingerprint, run_id, IDEMPOTENCY_TTL_S)
             if existing is not None:
@@ -258,13 +276,42 @@ class RunManager:
                     if watcher is not None and old_run in self._runs:
                         self._watch(self._runs[old_run], watcher)
                     return record
-            live = self._accept(run_id, message, key, agent, info, level, principal_id, watcher)
+            live = accept(run_id)
             await self.save(live.record)
         return live.record
+
+    def _resolve_model(
+        self, model: str | None, agent: Agent, workspace: RunWorkspace | None
+    ) -> ModelInfo:
+        """The caller's model, else the workspace's, else the agent's, else the default; an
+        unknown one is reported as the mistake of whoever chose it."""
+        catalog = self._models
+        chosen = workspace.model if workspace is not None and model is None else None
+        model_id = model or chosen or agent.model or catalog.default_model
+        try:
+            return catalog.resolve(model_id)
+        except NotFound:
+            if chosen is not None and workspace is not None:
+                raise InvalidArgument(
+                    f"workspace {workspace.workspace_id} ({workspace.name!r}) is configured with "
+                    f"model {model_id!r}, which no provider offers: change it with "
+                    "workspace.update, or pass model (see models.list)"
+                ) from None
+            if model is None:  # not the caller's mistake: the agent's configuration
+                raise InvalidArgument(
+                    f"agent {agent.id!r} is configured with model {model_id!r}, which no "
+                    f"provider offers: fix agents.{agent.id}.model in the config, or pass "
+                    "model (see models.list)"
+                ) from None
+            raise InvalidArgument(
+                f"unknown model {model_id!r} (see models.list)",
+                problems=[FieldProblem("$.model", f"unknown model {model_id!r}")],
+            ) from None
 
     def _accept(
         self,
         run_id: str,
+        *,
         message: str,
         session_key: str,
         agent: Agent,
@@ -272,6 +319,7 @@ class RunManager:
         thinking: str,
         principal_id: str | None,
         watcher: Subscriber | None,
+        workspace: RunWorkspace | None,
     ) -> LiveRun:
         nursery = self._nursery
         if nursery is None:
@@ -284,6 +332,7 @@ class RunManager:
             status="queued",
             created_at=now_ts(),
             principal_id=principal_id,
+            workspace_id=workspace.workspace_id if workspace is not None else None,
         )
         live = LiveRun(
             session_key,
@@ -294,6 +343,12 @@ class RunManager:
             message=message,
             thinking=thinking,
             manager=self,
+            cwd=workspace.path if workspace is not None else None,
+            workspace_tools=(
+                frozenset(workspace.tools)
+                if workspace is not None and workspace.tools is not None
+                else None
+            ),
         )
         if watcher is not None:
             self._watch(live, watcher)
@@ -406,6 +461,7 @@ class RunManager:
                 error_code=outcome.code,
                 output=output,
             )
+            self._finished[outcome.status] += 1
             try:
                 await self.save(live.record)
             except StoreError as exc:

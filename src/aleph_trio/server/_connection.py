@@ -7,6 +7,7 @@ runs, cron firings, wizards) lives in the gateway's own task groups.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from typing import TYPE_CHECKING, final
 
@@ -237,18 +238,23 @@ class Connection:
 
     async def _handle_item(self, item: Item) -> bytes | None:
         if isinstance(item, Invalid):
+            self._gateway.instruments.requests.inc(("invalid", str(item.error.code)))
             return encode_error(item.id, item.error)
         if isinstance(item, Dropped):
             return None
         if isinstance(item, Notification) and self._principal is None:
             return None  # before authentication notifications are dropped, ``connect`` included
-        ctx = CallContext(self._gateway, self)
+        gateway = self._gateway
+        ctx = CallContext(gateway, self)
+        started = time.perf_counter()
         try:
-            result = await dispatch(self._gateway.registry, ctx, item.method, item.params)
+            result = await dispatch(gateway.registry, ctx, item.method, item.params)
         except AlephError as error:
+            self._observe(item.method, error.code, started)
             if isinstance(item, Request):
                 return encode_error(item.id, error)
             return None
+        self._observe(item.method, 0, started)
         if isinstance(item, Notification):
             return None
         try:
@@ -258,6 +264,10 @@ class Connection:
             return encode_error(
                 item.id, InternalError(f"Internal error while running {item.method}")
             )
+
+    def _observe(self, method: str, code: int, started: float) -> None:
+        label = method if method in self._gateway.registry else "unknown"
+        self._gateway.instruments.observe_call(label, code, time.perf_counter() - started)
 
     # -- events ------------------------------------------------------------------------------
 
@@ -273,6 +283,8 @@ class Connection:
         return self._outbound.offer(event.encoded)
 
     def _slow_consumer(self) -> None:
+        if self._close_code is None:
+            self._gateway.instruments.slow_consumers.inc()
         self.close_soon(1008, "slow consumer: resume with events.subscribe since_seq")
 
     def _transport_broken(self, exc: TransportClosed) -> None:

@@ -2,30 +2,51 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import trio
 
 from ..kernel import component_logger
+from ..web import MAX_HEAD_BYTES
 from ._connection import Connection
-from ._websocket import TransportClosed, WebSocketTransport
+from ._websocket import RECEIVE_CHUNK, TransportClosed, WebSocketTransport
 
 if TYPE_CHECKING:
     from .._gateway import Gateway
 
-__all__ = ["WS_PATHS", "origin_allowed", "serve_stream"]
+__all__ = ["WS_PATHS", "is_websocket_upgrade", "origin_allowed", "read_head", "serve_stream"]
 
 log = component_logger("server")
 
 WS_PATHS = frozenset({"/", "/ws"})
 
 
-def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
-    """Browsers send ``Origin``; it must be listed (``"*"`` allows any). Others send none."""
+def origin_allowed(origin: str | None, allowed: Sequence[str], host: str = "") -> bool:
+    """Browsers send ``Origin``; it must be listed (``"*"`` allows any) or be the gateway's own
+    (the Control UI at ``/ui/``). Other clients send none."""
     if origin is None:
         return True
-    return "*" in allowed or origin in allowed
+    return "*" in allowed or origin in allowed or _own_origin(origin, host)
+
+
+def _own_origin(origin: str, host: str) -> bool:
+    """``origin`` is this gateway's own, reached by a loopback address or ``localhost``.
+
+    Only there: a page on any other name could be the attacker's own, pointed at this address
+    by DNS after it loaded (DNS rebinding), and would then look same-origin. Serving the UI
+    under another name means listing that origin in ``server.allowed_origins``."""
+    if origin not in (f"http://{host}", f"https://{host}"):
+        return False
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _address(stream: trio.abc.Stream) -> str:
@@ -41,12 +62,40 @@ def _address(stream: trio.abc.Stream) -> str:
     return str(peer) or "local"
 
 
+async def read_head(stream: trio.abc.Stream) -> bytes | None:
+    """The bytes of a request head (up to its blank line, perhaps a little more); ``None`` if the
+    peer closed first. A head longer than ``MAX_HEAD_BYTES`` is returned unfinished, for the
+    HTTP side to refuse (431)."""
+    head = bytearray()
+    while b"\r\n\r\n" not in head:
+        if len(head) > MAX_HEAD_BYTES:
+            break
+        try:
+            data = await stream.receive_some(RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return None
+        if not data:
+            return None
+        head += data
+    return bytes(head)
+
+
+def is_websocket_upgrade(head: bytes) -> bool:
+    """Whether a request head asks for a WebSocket (``Upgrade: websocket``); the WebSocket
+    handshake then checks the rest of it."""
+    for line in head.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
 async def _upgrade(
-    transport: WebSocketTransport, allowed_origins: Sequence[str], timeout_s: float
+    transport: WebSocketTransport, allowed_origins: Sequence[str], deadline: float
 ) -> bool:
     """Answer the HTTP upgrade; ``False`` when there is no WebSocket to serve: refused, nothing
-    or an unfinished request within ``timeout_s``, or the peer gone before the answer."""
-    with trio.move_on_after(timeout_s):
+    or an unfinished request by ``deadline``, or the peer gone before the answer."""
+    with trio.move_on_at(deadline):
         try:
             request = await transport.receive_handshake()
             if request is None:
@@ -54,7 +103,7 @@ async def _upgrade(
             if request.path not in WS_PATHS:
                 await transport.reject(404, "Not found: the WebSocket endpoint is / or /ws\n")
                 return False
-            if not origin_allowed(request.origin, allowed_origins):
+            if not origin_allowed(request.origin, allowed_origins, request.host):
                 await transport.reject(403, "Forbidden: origin not allowed\n")
                 return False
             await transport.accept()
@@ -65,14 +114,26 @@ async def _upgrade(
 
 
 async def serve_stream(gateway: Gateway, stream: trio.abc.Stream) -> None:
-    """Speak WebSocket on ``stream`` and run a :class:`Connection` on it until it closes."""
+    """Serve one stream: a WebSocket upgrade runs a :class:`Connection` until it closes; any
+    other request goes to the gateway's HTTP routes."""
     config = gateway.config
-    transport = WebSocketTransport(stream, max_message_size=config.server.max_message_bytes)
+    # auth.handshake_timeout_s bounds the HTTP upgrade as it bounds `connect` after it.
+    deadline = trio.current_time() + config.auth.handshake_timeout_s
+    head = None
+    with trio.move_on_at(deadline):
+        head = await read_head(stream)
+    if head is None:
+        with trio.CancelScope(shield=True):
+            await stream.aclose()
+        return
+    if not is_websocket_upgrade(head):
+        await gateway.web.serve(stream, head)
+        return
+    transport = WebSocketTransport(
+        stream, max_message_size=config.server.max_message_bytes, initial=head
+    )
     try:
-        # auth.handshake_timeout_s bounds the HTTP upgrade as it bounds `connect` after it.
-        if not await _upgrade(
-            transport, config.server.allowed_origins, config.auth.handshake_timeout_s
-        ):
+        if not await _upgrade(transport, config.server.allowed_origins, deadline):
             return
         connection = Connection(gateway, transport, address=_address(stream))
         with gateway.track(connection):

@@ -71,13 +71,18 @@ def _frame_header(opcode: int, length: int) -> bytes:
 class WebSocketTransport:
     """Server side of one WebSocket. One task receives; any task may send (sends are serialised)."""
 
-    def __init__(self, stream: trio.abc.Stream, *, max_message_size: int) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, *, max_message_size: int, initial: bytes = b""
+    ) -> None:
+        """``initial``: bytes already read from ``stream`` (the listener reads the request head
+        to tell an upgrade from plain HTTP)."""
         self._stream = stream
         socket = getattr(stream, "socket", None)
         self._socket: trio.socket.SocketType | None = (
             socket if isinstance(stream, trio.SocketStream) else None
         )
         self._ws = wsproto.WSConnection(wsproto.ConnectionType.SERVER)
+        self._initial = initial
         self._send_lock = trio.StrictFIFOLock()
         self.max_message_size = max_message_size
         self._parts: list[str | bytes] = []
@@ -97,6 +102,10 @@ class WebSocketTransport:
 
     async def receive_handshake(self) -> HandshakeRequest | None:
         """Read the HTTP upgrade request; ``None`` if the peer went away or spoke nonsense."""
+        if self._initial:
+            initial, self._initial = self._initial, b""
+            if not await self._feed(initial):
+                return None
         while True:
             for event in self._ws.events():
                 if isinstance(event, Request):
@@ -210,6 +219,9 @@ class WebSocketTransport:
         if not data:
             await self.abort()
             return False
+        return await self._feed(data)
+
+    async def _feed(self, data: bytes | bytearray) -> bool:
         try:
             self._ws.receive_data(data)  # type: ignore[arg-type]  # bytearray works too
         except RemoteProtocolError as exc:

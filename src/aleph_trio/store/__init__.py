@@ -16,6 +16,7 @@ from ._records import (
     Run as Run,
     Session as Session,
     SessionFilter as SessionFilter,
+    Workspace as Workspace,
 )
 from ._sql_memory import fts_query as fts_query
 from ._sqlite import SQLiteStore as SQLiteStore, open_sqlite_store as open_sqlite_store

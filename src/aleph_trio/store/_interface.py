@@ -21,6 +21,7 @@ from ._records import (
     Run,
     Session,
     SessionFilter,
+    Workspace,
 )
 
 __all__ = ["Store", "StoreError"]
@@ -161,6 +162,21 @@ class Store(Protocol):
     async def reset_identity(self, identity_id: str) -> None:
         """Forget the stored fields of ``identity_id`` and which identity is active, in one
         transaction."""
+        ...
+
+    # workspaces
+    async def insert_workspace(self, workspace: Workspace) -> bool:
+        """Store a new workspace; ``False`` (nothing stored) when another one has its name."""
+        ...
+
+    async def save_workspace(self, workspace: Workspace) -> bool:
+        """Update a stored workspace; ``False`` (nothing written) when it does not exist."""
+        ...
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None: ...
+
+    async def list_workspaces(self, *, include_archived: bool) -> list[Workspace]:
+        """Workspaces in the order they were created; archived ones only when asked."""
         ...
 
     # idempotency keys

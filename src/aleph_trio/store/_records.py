@@ -17,6 +17,7 @@ __all__ = [
     "Run",
     "Session",
     "SessionFilter",
+    "Workspace",
 ]
 
 Role = Literal["user", "assistant", "system", "tool"]
@@ -91,6 +92,7 @@ class Run:
     output: str | None = None
     principal_id: str | None = None
     error_code: int | None = None
+    workspace_id: str | None = None
 
 
 @attrs.frozen
@@ -203,3 +205,43 @@ class Identity:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in attrs.asdict(self).items() if v is not None}
+
+
+@attrs.frozen
+class Workspace:
+    """A directory and the overrides runs in it use (PROTOCOL §17). ``agent_id``, ``model`` and
+    ``tools`` are the workspace's ``config``; ``None`` leaves the run's own choice."""
+
+    workspace_id: str
+    name: str
+    path: str
+    description: str
+    status: Literal["active", "archived"]
+    created_at: str
+    updated_at: str
+    agent_id: str | None = None
+    model: str | None = None
+    tools: tuple[str, ...] | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.agent_id is not None:
+            out["agent_id"] = self.agent_id
+        if self.model is not None:
+            out["model"] = self.model
+        if self.tools is not None:
+            out["tools"] = list(self.tools)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workspace_id": self.workspace_id,
+            "name": self.name,
+            "path": self.path,
+            "description": self.description,
+            "config": self.config,
+            "status": self.status,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }

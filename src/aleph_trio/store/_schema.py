@@ -166,6 +166,23 @@ MIGRATIONS: list[str] = [
         identity_id TEXT NOT NULL
     );
     """,
+    # 7: workspaces (a directory and the overrides runs in it use), and the workspace of a run
+    """
+    CREATE TABLE workspaces (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        workspace_id TEXT NOT NULL UNIQUE,
+        name         TEXT NOT NULL UNIQUE,
+        path         TEXT NOT NULL,
+        description  TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        agent_id     TEXT,
+        model        TEXT,
+        tools        TEXT
+    );
+    ALTER TABLE runs ADD COLUMN workspace_id TEXT;
+    """,
 ]
 
 

@@ -30,7 +30,7 @@ def save_run(conn: sqlite3.Connection, run: Run) -> None:
     conn.execute(
         "INSERT INTO runs (run_id, session_key, agent_id, model, status, created_at, "
         "started_at, finished_at, iterations, tokens_used, error, output, principal_id, "
-        "error_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "error_code, workspace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (run_id) DO UPDATE SET "
         "status = excluded.status, started_at = excluded.started_at, "
         "finished_at = excluded.finished_at, iterations = excluded.iterations, "
@@ -51,6 +51,7 @@ def save_run(conn: sqlite3.Connection, run: Run) -> None:
             run.output,
             run.principal_id,
             run.error_code,
+            run.workspace_id,
         ),
     )
 

@@ -9,8 +9,8 @@
   nothing keeps running on a connection that is handed to the next caller.
 
 This module holds that machinery and the :class:`SQLiteStore` methods, each a thin wrapper that
-hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities) to the
-writer or to a reader. Opening connections and running work on them is in
+hands one function of a ``_sql_*`` module (sessions, runs, memory, cron, identities,
+workspaces) to the writer or to a reader. Opening connections and running work on them is in
 ``_sqlite_connections``; the schema and its migrations are in ``_schema``.
 """
 
@@ -38,6 +38,7 @@ from . import (
     _sql_memory as sql_memory,
     _sql_runs as sql_runs,
     _sql_sessions as sql_sessions,
+    _sql_workspaces as sql_workspaces,
 )
 from ._interface import StoreError
 from ._records import (
@@ -52,6 +53,7 @@ from ._records import (
     Run,
     Session,
     SessionFilter,
+    Workspace,
 )
 from ._schema import migrate
 from ._sqlite_connections import connect, in_thread, translate
@@ -371,6 +373,22 @@ class SQLiteStore:
 
     async def reset_identity(self, identity_id: str) -> None:
         await self._write(partial(sql_identities.reset_identity, identity_id=identity_id))
+
+    # -- workspaces ----------------------------------------------------------------------------
+
+    async def insert_workspace(self, workspace: Workspace) -> bool:
+        return await self._write(partial(sql_workspaces.insert_workspace, workspace=workspace))
+
+    async def save_workspace(self, workspace: Workspace) -> bool:
+        return await self._write(partial(sql_workspaces.save_workspace, workspace=workspace))
+
+    async def get_workspace(self, workspace_id: str) -> Workspace | None:
+        return await self._read(partial(sql_workspaces.get_workspace, workspace_id=workspace_id))
+
+    async def list_workspaces(self, *, include_archived: bool) -> list[Workspace]:
+        return await self._read(
+            partial(sql_workspaces.list_workspaces, include_archived=include_archived)
+        )
 
     # -- idempotency ---------------------------------------------------------------------------
 

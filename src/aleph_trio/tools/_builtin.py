@@ -42,7 +42,7 @@ class ExecTool:
         run = ctx.run
         if not params.command.strip():
             raise ToolFailed("the command is empty")
-        cwd = await (trio.Path(params.cwd).expanduser() if params.cwd else trio.Path.cwd())
+        cwd = await _working_directory(params.cwd, run.cwd)
         if not await cwd.is_dir():
             raise ToolFailed(f"cwd {str(cwd)!r} is not an existing directory")
         ticket = await self.approvals.submit(
@@ -77,6 +77,15 @@ class ExecTool:
         if result.timed_out:
             raise ToolFailed(f"{result.describe()}\n(after {timeout_s:g} s)")
         return result.describe()
+
+
+async def _working_directory(given: str | None, default: str | None) -> trio.Path:
+    """Where a command runs: ``given`` (relative to the run's directory, when it has one), else
+    the run's directory (its workspace's), else the gateway's."""
+    base = trio.Path(default) if default is not None else await trio.Path.cwd()
+    if given is None:
+        return base
+    return base / await trio.Path(given).expanduser()  # an absolute one replaces the base
 
 
 def _refusal(decision: str, ticket: Ticket) -> str:

@@ -9,7 +9,7 @@ that becomes an error *result* handed back to the model, and the run goes on.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Generic, Protocol, TypeVar, final
 
 import attrs
@@ -51,6 +51,12 @@ class ToolRun(Protocol):
     @property
     def agent_id(self) -> str: ...
 
+    @property
+    def cwd(self) -> str | None:
+        """The run's working directory (its workspace's), where ``exec`` runs by default;
+        ``None`` outside a workspace."""
+        ...
+
     async def set_status(self, status: str) -> None:
         """Move the run to ``status`` (``waiting_approval`` while a tool waits for a person,
         ``running`` again after)."""
@@ -85,13 +91,17 @@ class Tool(Generic[P]):
     description: str
     params: type[P]
     run: Callable[[ToolContext, P], Awaitable[str]]
+    #: The JSON Schema the model sees, when it is not derived from ``params`` (an MCP server's
+    #: tool brings its own; its arguments then arrive as ``params = dict``).
+    schema: Mapping[str, Any] | None = None
 
     def spec(self) -> ToolSpec:
-        return ToolSpec(self.name, self.description, json_schema(self.params))
+        schema = dict(self.schema) if self.schema is not None else json_schema(self.params)
+        return ToolSpec(self.name, self.description, schema)
 
     async def call(self, ctx: ToolContext, arguments: dict[str, Any]) -> ToolResult:
         try:
-            params = convert(arguments, self.params)
+            params: Any = arguments if self.schema is not None else convert(arguments, self.params)
         except ValidationFailed as exc:
             problems = "; ".join(
                 f"{format_path(p.path, root='')}: {p.message}" if p.path else p.message
