@@ -125,7 +125,7 @@ async def test_stopping_during_a_backoff_stops_and_starting_retries_at_once(
 
 async def test_services_methods(client: Client, gateway: Gateway) -> None:
     listed = (await client.call("services.list"))["services"]
-    assert [s["name"] for s in listed] == ["cron", "runs"]
+    assert [s["name"] for s in listed] == ["cron", "plugins", "runs", "wizards"]
     assert all(s["status"] == "running" and s["restarts"] == 0 for s in listed)
     assert all(s["started_at"] and "error" not in s for s in listed)
     assert await client.call("services.status", {"name": "cron"}) == listed[0]
@@ -148,7 +148,12 @@ async def test_services_methods(client: Client, gateway: Gateway) -> None:
     assert await client.call("services.stop", {"name": "cron"}) == {"stopped": True}
     assert await client.call("services.start", {"name": "cron"}) == {"started": True}
     assert (await wait_event(client, "services.started")).data == {"name": "cron"}
-    assert (await client.call("health"))["services"] == {"cron": "running", "runs": "running"}
+    assert (await client.call("health"))["services"] == {
+        "cron": "running",
+        "plugins": "running",
+        "runs": "running",
+        "wizards": "running",
+    }
 
 
 async def test_services_are_for_the_owner_only(gateway: Gateway) -> None:
