@@ -178,3 +178,13 @@ async def all_deltas(provider: Provider, request: ModelRequest) -> list[object]:
 async def _cancel_when_set(event: trio.Event, scope: trio.CancelScope) -> None:
     await event.wait()
     scope.cancel()
+
+
+def models_reply(*ids: str, status: int = 200) -> Reply:
+    """An OpenAI-compatible ``GET /models`` answer listing ``ids`` (``status`` ≥ 400: an error
+    body in OpenAI's shape instead)."""
+    if status >= 400:
+        body = {"error": {"message": f"HTTP {status}", "type": "invalid_request_error"}}
+    else:
+        body = {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]}
+    return Reply(status, [json.dumps(body)], "application/json")

@@ -180,6 +180,7 @@ async def test_create_list_get_status(
             "plugins": "running",
             "poe": "running",
             "runs": "running",
+            "wizards": "running",
         }
         assert gw.cron.statistics().jobs == 2
 

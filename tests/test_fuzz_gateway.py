@@ -68,6 +68,7 @@ SEMANTIC_CHECKS = frozenset(
         "guests.createInvitation",  # expires: a time that has passed, or not a time
         "skills.install",  # a source that is no skill, or not there
         "markdown_skills.load",  # a path that is no markdown skill, or not there
+        "wizard.start",  # an unknown wizard type, its initial_data, setup without a config file
         "plugins.load",  # a path that is not a plugin
         "workspace.create",  # blank or taken name, unknown agent, model or tool, relative path
         "workspace.update",  # neither config nor status, unknown agent, model or tool
@@ -101,6 +102,10 @@ NAMES_A_RESOURCE = frozenset(
         "guests.revokeInvitation",
         "markdown_skills.reload",
         "markdown_skills.unload",
+        "wizard.answer",
+        "wizard.next",
+        "wizard.cancel",
+        "wizard.status",
         "workspace.get",
         "workspace.update",
         "workspace.archive",

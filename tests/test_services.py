@@ -125,7 +125,7 @@ async def test_stopping_during_a_backoff_stops_and_starting_retries_at_once(
 
 async def test_services_methods(client: Client, gateway: Gateway) -> None:
     listed = (await client.call("services.list"))["services"]
-    assert [s["name"] for s in listed] == ["cron", "plugins", "poe", "runs"]
+    assert [s["name"] for s in listed] == ["cron", "plugins", "poe", "runs", "wizards"]
     assert all(s["status"] == "running" and s["restarts"] == 0 for s in listed)
     assert all(s["started_at"] and "error" not in s for s in listed)
     assert await client.call("services.status", {"name": "cron"}) == listed[0]
@@ -153,6 +153,7 @@ async def test_services_methods(client: Client, gateway: Gateway) -> None:
         "plugins": "running",
         "poe": "running",
         "runs": "running",
+        "wizards": "running",
     }
 
 

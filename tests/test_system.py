@@ -25,6 +25,7 @@ async def test_health(client: Client, gateway: Gateway) -> None:
         "plugins": "running",
         "poe": "running",
         "runs": "running",
+        "wizards": "running",
     }
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
@@ -196,6 +197,11 @@ async def test_commands_list_matches_registry_and_validation(
         "poe.status",
         "poe.cancel",
         "poe.list",
+        "wizard.start",
+        "wizard.answer",
+        "wizard.next",
+        "wizard.cancel",
+        "wizard.status",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

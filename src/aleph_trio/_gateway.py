@@ -59,6 +59,7 @@ from .skills import READ_SKILL, SkillsService
 from .store import Store, StoreError, open_sqlite_store
 from .tools import ToolBox, builtin_tools
 from .web import HttpLimits, HttpServer, Instruments, Readings, Routes, metrics_text
+from .wizards import WizardService, builtin_flows
 from .workspaces import WorkspaceService
 
 if TYPE_CHECKING:
@@ -167,6 +168,16 @@ class Gateway:
             models=self.models,
             settings=current,
             clock=wall_clock,
+        )
+        self.wizards = WizardService(
+            bus,
+            builtin_flows(
+                settings=settings,
+                http=http,
+                cron=self.cron,
+                identities=self.identities,
+                config=current,
+            ),
         )
         self.mcp = McpServers(
             services=self.services,
@@ -526,6 +537,7 @@ async def _open_locked(
             await gateway.guests.load()
             # Not a service one could stop: expiry must always close the guests' connections.
             await nursery.start(gateway.guests.serve)
+            await gateway.services.start(nursery, "wizards", gateway.wizards.serve)
             await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
             await gateway.services.start(nursery, "poe", gateway.poe.serve)
             if watch_config and loaded.path is not None:

@@ -9,6 +9,11 @@ from ._builtin import (
 from ._catalog import ModelCatalog as ModelCatalog, agent_model_warnings as agent_model_warnings
 from ._errors import ProviderError as ProviderError
 from ._http import open_http_client as open_http_client
+from ._listing import (
+    DEFAULT_BASE_URLS as DEFAULT_BASE_URLS,
+    RemoteKind as RemoteKind,
+    list_models as list_models,
+)
 from ._types import (
     ChatMessage as ChatMessage,
     Delta as Delta,

@@ -31,6 +31,7 @@ def build_registry() -> Registry:
         session,
         skills,
         system,
+        wizard,
         workspace,
     )
 
@@ -49,6 +50,7 @@ def build_registry() -> Registry:
         identity.ns,
         guests.ns,
         skills.ns,
+        wizard.ns,
         workspace.ns,
         services.ns,
         mcp.ns,
