@@ -26,6 +26,7 @@ import trio
 
 from .approvals import Approvals, ProcessGuard
 from .auth import Authenticator, FailureLimiter, owner_token
+from .browser import BrowserService, browser_tools
 from .cron import CronService, WallClock
 from .identities import IdentityService
 from .kernel import (
@@ -122,6 +123,9 @@ class Gateway:
                 approvals=self.approvals, guard=self.commands, store=store, config=current
             )
         )
+        self.browser = BrowserService(lambda: current().browser, self.commands)
+        for tool in browser_tools(self.browser):
+            self.tools.add(tool)
         self.identities = IdentityService(store, bus)
         self.prompts = PromptBuilder(store)
         self.prompts.add_section(self._identity_section)
@@ -372,6 +376,7 @@ async def _open_locked(
             await gateway.approvals.expire_left_over()
             await gateway.services.start(nursery, "runs", gateway.runs.serve)
             await gateway.services.start(nursery, "cron", gateway.cron.serve)
+            await gateway.services.start(nursery, "browser", gateway.browser.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -6,7 +6,7 @@ from ._exec import (
     child_environment as child_environment,
     run_command as run_command,
 )
-from ._guard import ProcessGuard as ProcessGuard
+from ._guard import MARK_VARIABLE as MARK_VARIABLE, ProcessGuard as ProcessGuard
 from ._policy import (
     AgentPolicy as AgentPolicy,
     Policy as Policy,

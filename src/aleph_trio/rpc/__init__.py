@@ -15,6 +15,7 @@ def build_registry() -> Registry:
     from . import (
         agent,
         auth,
+        browser,
         chat,
         config,
         cron,
@@ -40,4 +41,5 @@ def build_registry() -> Registry:
         exec.ns,
         cron.ns,
         identity.ns,
+        browser.ns,
     )

@@ -85,6 +85,8 @@ class Tool(Generic[P]):
     description: str
     params: type[P]
     run: Callable[[ToolContext, P], Awaitable[str]]
+    #: Offered only to agents whose ``tools`` name it, not with the default (every tool).
+    opt_in: bool = False
 
     def spec(self) -> ToolSpec:
         return ToolSpec(self.name, self.description, json_schema(self.params))
@@ -136,6 +138,10 @@ class ToolBox:
 
     def names(self) -> list[str]:
         return sorted(self._tools)
+
+    def opt_in(self) -> frozenset[str]:
+        """The tools an agent gets only by naming them (``Tool.opt_in``)."""
+        return frozenset(name for name, tool in self._tools.items() if tool.opt_in)
 
     def get(self, name: str) -> AnyTool | None:
         return self._tools.get(name)
