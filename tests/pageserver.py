@@ -86,6 +86,7 @@ ROUTES: dict[str, Handler] = {
     "/missing": lambda q: Answer(404, page("Not here", "<p>nothing</p>")),
     "/never": lambda q: Answer(body="<html><head><title>Forever</title></head><body>loading"),
     "/jserror": lambda q: Answer(body=JS_ERROR),
+    "/waiting": lambda q: Answer(body=page("Waiting", '<p>text</p><iframe src="/never"></iframe>')),
     "/big": big,
     "/tall": tall,
     "/to-metadata": lambda q: Answer(302, headers={"Location": "http://169.254.169.254/latest"}),

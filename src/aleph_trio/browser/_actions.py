@@ -79,7 +79,16 @@ _FOCUS: Final = """function (clear) {
   return true;
 }"""
 _SKIP_ROLES: Final = frozenset(
-    {"none", "generic", "presentation", "InlineTextBox", "LineBreak", "ignored", "RootWebArea"}
+    {
+        "none",
+        "generic",
+        "presentation",
+        "InlineTextBox",
+        "LineBreak",
+        "ignored",
+        "RootWebArea",
+        "ListMarker",
+    }
 )
 _INTERACTIVE: Final = frozenset(
     {
@@ -300,12 +309,16 @@ async def evaluate(page: Page, script: str) -> dict[str, Any]:
         kind = subtype
     if "unserializableValue" in obj:  # NaN, Infinity, -0, 12n
         value = obj["unserializableValue"]
+    elif kind in ("function", "symbol"):  # no JSON value
+        value = None
     elif "value" in obj:
         value = obj["value"]
-    elif kind in ("function", "symbol"):
-        value = obj.get("description")
     else:
         value = None
+    if kind == "object" and value is None:  # by value, Chromium leaves the subtype out
+        kind = "null"
+    elif kind == "object" and isinstance(value, list):
+        kind = "array"
     return {"value": value, "type": kind}
 
 
@@ -325,11 +338,12 @@ async def snapshot(page: Page) -> dict[str, Any]:
         backend = node.get("backendDOMNodeId")
         if node.get("ignored") or role in _SKIP_ROLES or backend is None:
             continue
-        name = _ax(node, "name")
+        name = _ax(node, "name").strip()
         value = (node.get("value") or {}).get("value")
         if not (name.strip() or value not in (None, "") or role in _INTERACTIVE):
             continue
-        if role == "StaticText" and names.get(parent.get(node["nodeId"], "")) == name:
+        parent_name = names.get(parent.get(node["nodeId"], ""), "")
+        if role == "StaticText" and parent_name.strip() == name:
             continue  # the text of a link or button, already its name
         if len(elements) >= MAX_SNAPSHOT_ELEMENTS:
             truncated = True
@@ -338,11 +352,9 @@ async def snapshot(page: Page) -> dict[str, Any]:
         if value not in (None, ""):
             element["value"] = value
         for prop in node.get("properties", ()):
-            if prop.get("name") in _FLAGS and prop.get("value", {}).get("value") not in (
-                None,
-                False,
-            ):
-                element[prop["name"]] = prop["value"]["value"]
+            flag = prop.get("value", {}).get("value")
+            if prop.get("name") in _FLAGS and flag not in (None, False, "false"):
+                element[prop["name"]] = True if flag == "true" else flag
         elements.append(element)
     page.refs = {e["ref"] for e in elements}
     result: dict[str, Any] = {"elements": elements, "page_title": title}

@@ -101,9 +101,9 @@ async def launch(config: BrowserConfig, mark: str) -> tuple[trio.Process, Path]:
     return process, profile
 
 
-async def read_endpoint(profile: Path, process: trio.Process) -> str:
-    """The browser's DevTools WebSocket URL, from ``DevToolsActivePort`` once Chromium wrote it
-    (line 1 the port, line 2 the path); fails if the browser exits first."""
+async def read_endpoint(profile: Path, process: trio.Process) -> tuple[int, str]:
+    """The browser's DevTools port and WebSocket path, from ``DevToolsActivePort`` once
+    Chromium wrote it (line 1 the port, line 2 the path); fails if the browser exits first."""
     port_file = profile / "DevToolsActivePort"
     delay = 0.01
     while True:
@@ -113,7 +113,7 @@ async def read_endpoint(profile: Path, process: trio.Process) -> str:
             text = ""
         lines = text.split("\n")
         if len(lines) >= 2 and lines[0].strip().isdigit() and lines[1].startswith("/"):
-            return f"ws://127.0.0.1:{int(lines[0])}{lines[1].strip()}"
+            return int(lines[0]), lines[1].strip()
         if process.poll() is not None:
             raise ExternalFailure(
                 f"the browser exited during start-up (exit status {process.returncode})"

@@ -17,7 +17,7 @@ from typing import Any, Literal, TypeVar, final
 
 import attrs
 import trio
-from trio_websocket import HandshakeError, connect_websocket_url
+from trio_websocket import HandshakeError, wrap_client_stream
 
 from ..approvals import ProcessGuard
 from ..kernel import BrowserConfig, ExternalFailure, InvalidArgument, TimedOut, component_logger
@@ -141,6 +141,7 @@ class BrowserService:
         process, profile = await launch(config, mark)
         done = trio.Event()
         started = False
+        streams: list[trio.SocketStream] = []
 
         def report(browser: _Browser) -> None:
             nonlocal started
@@ -150,10 +151,18 @@ class BrowserService:
         try:
             async with self._guard.watching(process.pid, mark), trio.open_nursery() as nursery:
                 nursery.start_soon(_end_with, process, nursery.cancel_scope)
-                endpoint = await read_endpoint(profile, process)
+                port, path = await read_endpoint(profile, process)
                 try:
-                    ws = await connect_websocket_url(
-                        nursery, endpoint, max_message_size=MAX_MESSAGE_SIZE
+                    # The stream is ours to close: trio-websocket leaves a client's stream open
+                    # when the other side closes first (a browser that crashed).
+                    stream = await trio.open_tcp_stream("127.0.0.1", port)
+                    streams.append(stream)
+                    ws = await wrap_client_stream(
+                        nursery,
+                        stream,
+                        "127.0.0.1",
+                        path,
+                        max_message_size=MAX_MESSAGE_SIZE,
                     )
                 except (OSError, HandshakeError) as exc:
                     raise ExternalFailure(f"cannot reach the browser's DevTools: {exc}") from None
@@ -173,6 +182,8 @@ class BrowserService:
             log.exception("the browser's connection failed; the next call starts a new browser")
         finally:
             with trio.CancelScope(shield=True):
+                for stream in streams:
+                    await stream.aclose()
                 kill_group(process.pid)
                 with trio.move_on_after(5):
                     await process.wait()
