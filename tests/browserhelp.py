@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,8 @@ def browser_processes(pid: int) -> list[int]:
     return found
 
 
-def marked_processes(data_dir: Path | None = None) -> list[int]:
-    """Live processes that carry a gateway command mark (``ALEPH_TRIO_EXEC=``) and are
-    Chromium."""
+def carrying(mark: bytes) -> list[int]:
+    """Live (not zombie) processes whose environment holds ``mark`` (see :func:`mark_of`)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -53,12 +52,24 @@ def marked_processes(data_dir: Path | None = None) -> list[int]:
         try:
             environ = Path(f"/proc/{entry}/environ").read_bytes()
             state = Path(f"/proc/{entry}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-            exe = os.readlink(f"/proc/{entry}/exe")
         except OSError:
             continue
-        if b"ALEPH_TRIO_EXEC=" in environ and state != b"Z" and "chrom" in exe:
+        if mark in environ.split(b"\0") and state != b"Z":
             found.append(int(entry))
     return found
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10) -> None:
+    with trio.fail_after(timeout):
+        # Other processes' states can only be polled: /proc sends no notifications.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.02)
+
+
+def mark_of(pid: int) -> bytes:
+    """The ``ALEPH_TRIO_EXEC=<mark>`` entry of a process's environment."""
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return next(entry for entry in environ if entry.startswith(b"ALEPH_TRIO_EXEC="))
 
 
 def run_shared_gateway(config: Config, data_dir: Path) -> Iterator[SharedGateway]:

@@ -18,7 +18,7 @@ import pytest
 import trio
 
 from aleph_trio import AlephError, Client, Config, open_client
-from browserhelp import SharedGateway, browser_processes, run_shared_gateway
+from browserhelp import SharedGateway, browser_processes, run_shared_gateway, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("chromium") is None, reason="needs chromium")
 
@@ -328,9 +328,7 @@ async def test_the_browser_comes_back_after_a_crash(client: Client, shared: Shar
     assert page["title"] == "Final"
     after = shared.gateway.browser.statistics()
     assert after.pid != before.pid and after.restarts == before.restarts + 1
-    with trio.fail_after(10):
-        while browser_processes(before.pid):  # the crashed browser's helpers are killed
-            await trio.sleep(0.05)
+    await wait_until(lambda: not browser_processes(before.pid))  # its helpers are killed too
 
 
 def test_the_module_used_one_browser(shared: SharedGateway) -> None:
