@@ -20,7 +20,7 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["status"] == "ok"
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
-    assert result["services"] == {"cron": "running", "runs": "running"}
+    assert result["services"] == {"browser": "running", "cron": "running", "runs": "running"}
     assert result["runs"] == {"running": 0, "queued": 0}
     async with gateway.connect():
         assert (await client.call("health"))["connections"] == 2
@@ -156,6 +156,12 @@ async def test_commands_list_matches_registry_and_validation(
         "identity.set",
         "identity.clear",
         "identity.list",
+        "browser.navigate",
+        "browser.click",
+        "browser.type",
+        "browser.screenshot",
+        "browser.evaluate",
+        "browser.snapshot",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

@@ -199,6 +199,9 @@ async def _mouse_click(page: Page, x: float, y: float) -> None:
     await page.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y})
     await page.send("Input.dispatchMouseEvent", {"type": "mousePressed", **base})
     await page.send("Input.dispatchMouseEvent", {"type": "mouseReleased", **base})
+    # One round trip through the renderer: a navigation the click starts (a link, a submit
+    # button) has begun by the time it answers, so the next call waits for it (Page.settle).
+    await page.send("Runtime.evaluate", {"expression": "0"})
 
 
 async def click(page: Page, target: Target) -> None:

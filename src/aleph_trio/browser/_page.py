@@ -26,12 +26,17 @@ _LIFECYCLE: Final = {
     "domcontentloaded": "DOMContentLoaded",
     "networkidle": "networkIdle",
 }
+#: Lifecycle events after which a document can be read and acted on.
+_PARSED: Final = frozenset({"DOMContentLoaded", "load"})
 #: Loaders whose state is kept (a page that redirects by script goes through several).
 _KEEP_LOADERS: Final = 16
 _EVENTS: Final = frozenset(
     {
         "Page.lifecycleEvent",
         "Page.frameNavigated",
+        "Page.frameStartedNavigating",
+        "Page.frameStoppedLoading",
+        "Network.loadingFailed",
         "Page.javascriptDialogOpening",
         "Network.responseReceived",
         "Fetch.requestPaused",
@@ -59,6 +64,8 @@ class Page:
         self.blocked: list[str] = []
         #: The refs of the last snapshot (``browser.snapshot``), which click and type accept.
         self.refs: set[str] = set()
+        #: The main frame has started a navigation (a link, a form, a script) not yet committed.
+        self._navigating: str | None = None
 
     async def send(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.session.send(method, params)
@@ -89,6 +96,14 @@ class Page:
                     self._documents.pop(old, None)
             case "Page.frameNavigated" if not params.get("frame", {}).get("parentId"):
                 self.main_frame = params["frame"]["id"]
+                self._navigating = None
+            case "Page.frameStartedNavigating" if params.get("frameId") == self.main_frame:
+                if params.get("navigationType") not in ("sameDocument", "historySameDocument"):
+                    self._navigating = params.get("loaderId") or "?"
+            case "Page.frameStoppedLoading" if params.get("frameId") == self.main_frame:
+                self._navigating = None
+            case "Network.loadingFailed" if params.get("requestId") == self._navigating:
+                self._navigating = None
             case "Network.responseReceived" if (
                 params.get("type") == "Document" and params.get("frameId") == self.main_frame
             ):
@@ -134,6 +149,16 @@ class Page:
             if self.gone:
                 raise ExternalFailure("the browser page crashed or closed")
             await self._changed.wait()
+
+    async def settle(self) -> None:
+        """Wait until a navigation the page started by itself (a click on a link or a submit
+        button) has committed and its document is parsed, so the next action acts on it."""
+        await self._wait_for(lambda: self._navigating is None)
+        loader = next(reversed(self._lifecycle), None)
+        if loader is not None and "commit" in self._lifecycle[loader]:
+            await self._wait_for(
+                lambda: bool(self._lifecycle.get(loader, {"DOMContentLoaded"}) & _PARSED)
+            )
 
     async def navigate(self, url: str, wait_until: WaitUntil) -> dict[str, Any]:
         """Go to ``url`` and wait for ``wait_until``; the final URL, title and HTTP status."""

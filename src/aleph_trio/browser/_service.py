@@ -201,6 +201,7 @@ class BrowserService:
         *,
         timeout_ms: int | None = None,
         recover: Callable[[Page], Awaitable[object]] | None = None,
+        settle: bool = True,
     ) -> T:
         timeout_s = (timeout_ms or self._config().timeout_ms) / 1000
         page: Page | None = None
@@ -209,6 +210,16 @@ class BrowserService:
                 browser = await self._ensure()
                 page = browser.page
                 try:
+                    if settle:
+                        await page.settle()
+                    try:
+                        return await action(page)
+                    except CdpError as exc:
+                        if not _between_documents(exc):
+                            raise
+                    # The page moved on under the action (a navigation it started itself
+                    # committed meanwhile): once more, on the new document.
+                    await page.settle()
                     return await action(page)
                 except CdpClosed:
                     raise ExternalFailure(
@@ -237,6 +248,7 @@ class BrowserService:
             lambda page: page.navigate(url, wait_until),
             timeout_ms=timeout_ms,
             recover=lambda page: page.send("Page.stopLoading"),
+            settle=False,  # a new navigation replaces whatever the page was loading
         )
 
     async def click(self, target: Target) -> None:
@@ -271,6 +283,19 @@ class BrowserService:
 
     async def snapshot(self) -> dict[str, Any]:
         return await self._use("snapshot", _actions.snapshot)
+
+
+#: What Chromium answers when a command meets a document that is being replaced.
+_BETWEEN_DOCUMENTS = (
+    "Not attached to an active page",
+    "Execution context was destroyed",
+    "Cannot find context with specified id",
+    "Inspected target navigated or closed",
+)
+
+
+def _between_documents(error: CdpError) -> bool:
+    return any(text in error.message for text in _BETWEEN_DOCUMENTS)
 
 
 def _check_target(target: Target) -> None:
