@@ -262,6 +262,9 @@ async def screenshot(
                 "scale": 1,
             }
             params["captureBeyondViewport"] = True
+        # A tab in the background never paints, and its capture never ends: the page is ours,
+        # but the DevTools socket is Chromium's and another client may have opened a tab.
+        await page.send("Page.bringToFront")
         shot = await page.send("Page.captureScreenshot", params)
     finally:
         await _release(page)
