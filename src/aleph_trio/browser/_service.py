@@ -13,6 +13,7 @@ turns on the page, and every call has a deadline (``timeout_ms``, else
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, Literal, TypeVar, final
 
 import attrs
@@ -149,33 +150,16 @@ class BrowserService:
             task_status.started(browser)
 
         try:
-            async with self._guard.watching(process.pid, mark), trio.open_nursery() as nursery:
-                nursery.start_soon(_end_with, process, nursery.cancel_scope)
-                port, path = await read_endpoint(profile, process)
+            async with self._guard.watching(process.pid, mark):
                 try:
-                    # The stream is ours to close: trio-websocket leaves a client's stream open
-                    # when the other side closes first (a browser that crashed).
-                    stream = await trio.open_tcp_stream("127.0.0.1", port)
-                    streams.append(stream)
-                    ws = await wrap_client_stream(
-                        nursery,
-                        stream,
-                        "127.0.0.1",
-                        path,
-                        max_message_size=MAX_MESSAGE_SIZE,
-                    )
-                except (OSError, HandshakeError) as exc:
-                    raise ExternalFailure(f"cannot reach the browser's DevTools: {exc}") from None
-                connection = CdpConnection(ws)
-                nursery.start_soon(connection.serve)
-                try:
-                    page = await open_page(connection, nursery, self._policy)
-                except (CdpError, CdpClosed) as exc:
-                    raise ExternalFailure(f"the browser did not open its page: {exc}") from None
-                log.info("browser started (pid %d)", process.pid)
-                report(_Browser(process, connection, page, nursery.cancel_scope, done))
-                await connection.closed.wait()
-                nursery.cancel_scope.cancel()
+                    await self._drive(process, profile, streams, done, report)
+                finally:
+                    # Killed while the watcher still knows the group: no moment in which a
+                    # gateway killed with -9 would leave it running.
+                    with trio.CancelScope(shield=True):
+                        kill_group(process.pid)
+                        with trio.move_on_after(5):
+                            await process.wait()
         except* Exception:
             if not started:
                 raise
@@ -184,13 +168,44 @@ class BrowserService:
             with trio.CancelScope(shield=True):
                 for stream in streams:
                     await stream.aclose()
-                kill_group(process.pid)
-                with trio.move_on_after(5):
-                    await process.wait()
                 await trio.to_thread.run_sync(kill_marked, mark)
                 await remove_profile(profile)
                 done.set()
                 log.info("browser stopped (pid %d)", process.pid)
+
+    async def _drive(
+        self,
+        process: trio.Process,
+        profile: Path,
+        streams: list[trio.SocketStream],
+        done: trio.Event,
+        report: Callable[[_Browser], None],
+    ) -> None:
+        """Connect to the started browser, open the page, report it, and run until the
+        process exits or the socket closes."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_end_with, process, nursery.cancel_scope)
+            port, path = await read_endpoint(profile, process)
+            try:
+                # The stream is ours to close: trio-websocket leaves a client's stream open
+                # when the other side closes first (a browser that crashed).
+                stream = await trio.open_tcp_stream("127.0.0.1", port)
+                streams.append(stream)
+                ws = await wrap_client_stream(
+                    nursery, stream, "127.0.0.1", path, max_message_size=MAX_MESSAGE_SIZE
+                )
+            except (OSError, HandshakeError) as exc:
+                raise ExternalFailure(f"cannot reach the browser's DevTools: {exc}") from None
+            connection = CdpConnection(ws)
+            nursery.start_soon(connection.serve)
+            try:
+                page = await open_page(connection, nursery, self._policy)
+            except (CdpError, CdpClosed) as exc:
+                raise ExternalFailure(f"the browser did not open its page: {exc}") from None
+            log.info("browser started (pid %d)", process.pid)
+            report(_Browser(process, connection, page, nursery.cancel_scope, done))
+            await connection.closed.wait()
+            nursery.cancel_scope.cancel()
 
     # -- calls -----------------------------------------------------------------------------------
 
