@@ -102,14 +102,17 @@ class HostPolicy:
             return True
         return any(host.endswith(domain) or host == domain[1:] for domain in self._domains)
 
+    def check_host(self, url: str) -> None:
+        """Refuse (``$.url``) a URL whose host is denied as written (no name resolution)."""
+        host = url_host(url)
+        if host is not None and self.denies(host):
+            raise InvalidArgument.field("$.url", f"host {host!r} is denied (browser.denied_hosts)")
+
     async def check_url(self, url: str) -> None:
         """Refuse (``$.url``) a URL whose host is denied, by name or by what it resolves to."""
+        self.check_host(url)
         host = url_host(url)
-        if host is None:
-            return
-        if self.denies(host):
-            raise InvalidArgument.field("$.url", f"host {host!r} is denied (browser.denied_hosts)")
-        if parse_address(host) is not None or not self._networks:
+        if host is None or parse_address(host) is not None or not self._networks:
             return
         for address in await _resolve(host):
             if self.denies_address(address):

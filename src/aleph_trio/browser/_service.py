@@ -168,6 +168,9 @@ class BrowserService:
             with trio.CancelScope(shield=True):
                 for stream in streams:
                     await stream.aclose()
+                kill_group(process.pid)  # again: cancelled before the watcher knew the group
+                with trio.move_on_after(5):
+                    await process.wait()
                 await trio.to_thread.run_sync(kill_marked, mark)
                 await remove_profile(profile)
                 done.set()
@@ -257,10 +260,15 @@ class BrowserService:
         self, url: str, *, wait_until: WaitUntil = "load", timeout_ms: int | None = None
     ) -> dict[str, Any]:
         check_scheme(url, self._config().allowed_schemes)
-        await self._policy().check_url(url)
+        self._policy().check_host(url)
+
+        async def go(page: Page) -> dict[str, Any]:
+            await self._policy().check_url(url)  # what the name resolves to
+            return await page.navigate(url, wait_until)
+
         return await self._use(
             "navigation",
-            lambda page: page.navigate(url, wait_until),
+            go,
             timeout_ms=timeout_ms,
             recover=lambda page: page.send("Page.stopLoading"),
             settle=False,  # a new navigation replaces whatever the page was loading
