@@ -285,7 +285,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                         await cdp.send("Page.bringToFront", None, own_session)
                         print("evaluate round trips ...", file=sys.stderr)
                         rates = await evaluate_rates(
-                            client, cdp, own_session, args.calls, args.blocks
+                            client, gateway, cdp, own_session, args.calls, args.blocks
                         )
                 nursery.cancel_scope.cancel()
 
