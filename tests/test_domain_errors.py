@@ -6,6 +6,7 @@ import pytest
 
 from aleph_trio.kernel import (
     Conflict,
+    ExternalFailure,
     FieldProblem,
     GatewayError,
     InvalidArgument,
@@ -73,6 +74,14 @@ from aleph_trio.rpc._errors import wire_error
             },
         ),
         (TimedOut("no answer in 5 s"), {"code": -32005, "message": "no answer in 5 s"}),
+        (
+            ExternalFailure("the script threw: Error: x", exception="Error: x\n    at f"),
+            {
+                "code": -32006,
+                "message": "the script threw: Error: x",
+                "data": {"exception": "Error: x\n    at f"},
+            },
+        ),
         (
             GatewayError("something else"),
             {"code": -32603, "message": "Internal error: something else"},

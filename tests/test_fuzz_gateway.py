@@ -34,6 +34,7 @@ import trio_websocket
 from hypothesis import Phase, assume, given, settings, strategies as st
 
 from aleph_trio import Config, Gateway, open_gateway
+from aleph_trio.kernel import BrowserConfig
 from aleph_trio.protocol import ErrorCode
 from aleph_trio.server._connection import PRE_AUTH_MAX_MESSAGE
 from jsonvalues import finite_floats, json_values as json_values_of, same_json
@@ -74,6 +75,10 @@ SEMANTIC_CHECKS = frozenset(
         "workspace.update",  # neither config nor status, unknown agent, model or tool
         "poe.run",  # the spec's fields and rules
         "poe.prepare",  # the spec's fields and rules
+        "browser.navigate",  # a scheme not allowed, a denied host
+        "browser.click",  # a target naming none or two of selector, ref, text, point
+        "browser.type",
+        "browser.screenshot",
     }
 )
 #: Methods that name a stored resource which random params will rarely hit: -32004 is right.
@@ -124,8 +129,25 @@ NAMES_A_RESOURCE = frozenset(
         "poe.reject",
         "poe.status",
         "poe.cancel",
+        "browser.click",  # a ref not in the last snapshot
+        "browser.type",
+        "browser.screenshot",
     }
 )
+
+#: Methods that drive an external program: the gateway here has no browser (its executable does
+#: not exist), so schema-valid params get -32006 at once, and no page or name is ever looked up.
+EXTERNAL = frozenset(
+    {
+        "browser.navigate",
+        "browser.click",
+        "browser.type",
+        "browser.screenshot",
+        "browser.evaluate",
+        "browser.snapshot",
+    }
+)
+TOOL_ERROR = int(ErrorCode.TOOL_ERROR)
 
 #: Wait for anything from the gateway at most this long (everything here is in memory).
 WAIT_S = 5.0
@@ -944,6 +966,8 @@ class FrameBuilder:
         or_codes = (INVALID_PARAMS,) if name in SEMANTIC_CHECKS else ()
         if name in NAMES_A_RESOURCE:
             or_codes += (RESOURCE_NOT_FOUND,)
+        if name in EXTERNAL:
+            or_codes += (TOOL_ERROR,)
         return expect_result(RESULT_CHECKS.get(name), or_codes=or_codes)
 
     def invalid_element(self, *, in_batch: bool) -> Element:
@@ -1224,7 +1248,8 @@ async def fresh_gateway() -> AsyncIterator[Gateway]:
         with tempfile.TemporaryDirectory() as tmp:
             # Commands are refused by policy: an approval request never waits for a human here.
             (Path(tmp) / "exec-approvals.toml").write_text('mode = "deny"\n')
-            async with open_gateway(Config(), data_dir=tmp) as gateway:
+            config = Config(browser=BrowserConfig(executable=str(Path(tmp) / "no-browser")))
+            async with open_gateway(config, data_dir=tmp) as gateway:
                 yield gateway
     finally:
         for lg in loggers:
@@ -1409,8 +1434,10 @@ async def test_every_method_valid_and_wrong_params(data: st.DataObject) -> None:
                 reply = await client.call(method.name, valid)
                 if "error" in reply:
                     code = reply["error"]["code"]
-                    assert (code == INVALID_PARAMS and method.name in SEMANTIC_CHECKS) or (
-                        code == RESOURCE_NOT_FOUND and method.name in NAMES_A_RESOURCE
+                    assert (
+                        (code == INVALID_PARAMS and method.name in SEMANTIC_CHECKS)
+                        or (code == RESOURCE_NOT_FOUND and method.name in NAMES_A_RESOURCE)
+                        or (code == TOOL_ERROR and method.name in EXTERNAL)
                     ), f"{method.name} refused schema-valid params {valid!r}: {reply['error']!r}"
                 elif method.name == "echo":
                     assert same_json(reply["result"], valid)

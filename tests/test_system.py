@@ -21,6 +21,7 @@ async def test_health(client: Client, gateway: Gateway) -> None:
     assert result["connections"] == 1
     assert result["uptime_s"] >= 0
     assert result["services"] == {
+        "browser": "running",
         "cron": "running",
         "plugins": "running",
         "poe": "running",
@@ -202,6 +203,12 @@ async def test_commands_list_matches_registry_and_validation(
         "wizard.next",
         "wizard.cancel",
         "wizard.status",
+        "browser.navigate",
+        "browser.click",
+        "browser.type",
+        "browser.screenshot",
+        "browser.evaluate",
+        "browser.snapshot",
     } == set(names)
     by_name = {c["method"]: c for c in commands}
     tail = by_name["logs.tail"]["params"]

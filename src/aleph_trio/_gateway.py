@@ -27,6 +27,7 @@ import trio
 
 from .approvals import Approvals, ProcessGuard
 from .auth import Authenticator, FailureLimiter, Principal, owner_token
+from .browser import BrowserService, browser_tools
 from .cron import CronService, WallClock
 from .guests import GuestService, guest_principal_id
 from .identities import IdentityService
@@ -135,6 +136,9 @@ class Gateway:
                 approvals=self.approvals, guard=self.commands, store=store, config=current
             )
         )
+        self.browser = BrowserService(lambda: current().browser, self.commands)
+        for tool in browser_tools(self.browser):
+            self.tools.add(tool)
         self.identities = IdentityService(store, bus)
         self.guests = GuestService(store, on_gone=self._guest_gone)
         self.auth.guest_resolvers.append(self._resolve_guest)
@@ -540,6 +544,7 @@ async def _open_locked(
             await gateway.services.start(nursery, "wizards", gateway.wizards.serve)
             await gateway.services.start(nursery, "plugins", gateway.plugins.serve)
             await gateway.services.start(nursery, "poe", gateway.poe.serve)
+            await gateway.services.start(nursery, "browser", gateway.browser.serve)
             if watch_config and loaded.path is not None:
                 await gateway.services.start(
                     nursery, "config_watcher", gateway.settings.serve_watcher

@@ -50,6 +50,7 @@ from ._data_dir import (
 from ._errors import (
     Conflict as Conflict,
     ErrorCode as ErrorCode,
+    ExternalFailure as ExternalFailure,
     FieldProblem as FieldProblem,
     GatewayError as GatewayError,
     InvalidArgument as InvalidArgument,

@@ -180,6 +180,18 @@ class BrowserConfig:
     executable: str | None = None
     headless: bool = True
     allowed_schemes: tuple[str, ...] = ("http", "https", "about", "data")
+    #: Hosts the browser may not load anything from: names (``"metadata.google.internal"``, or
+    #: ``".internal"`` for a domain and its subdomains) and IP networks (``"169.254.0.0/16"``).
+    denied_hosts: tuple[str, ...] = (
+        "169.254.0.0/16",
+        "fe80::/10",
+        "fd00:ec2::254/128",
+        "100.100.100.200/32",
+        "metadata.google.internal",
+        "metadata.goog",
+    )
+    #: The deadline of a browser call that names none (``timeout_ms``), start-up included.
+    timeout_ms: Annotated[int, Meta(ge=100, le=600_000)] = 30_000
 
 
 @attrs.frozen

@@ -10,7 +10,8 @@ class to a JSON-RPC error in one place (``rpc/_errors.py``), so no service build
     │   ├── InvalidState  not now: the thing is in the wrong state → reason "invalid_state"
     │   └── LimitReached  a bound would be exceeded               → reason "limit"
     ├── OperationFailed   the gateway could not do it (disk, file) → -32603
-    └── TimedOut          it did not finish in time               → -32005
+    ├── TimedOut          it did not finish in time               → -32005
+    └── ExternalFailure   a program it drives failed (a browser script threw) → -32006
 
 ``ErrorCode`` is re-exported for the payloads that carry a code (``agent.error``, a run's
 ``error_code``); those numbers are part of the event vocabulary, not a wire framing.
@@ -28,6 +29,7 @@ from ..protocol._codes import ErrorCode
 __all__ = [
     "Conflict",
     "ErrorCode",
+    "ExternalFailure",
     "FieldProblem",
     "GatewayError",
     "InvalidArgument",
@@ -102,3 +104,7 @@ class OperationFailed(GatewayError):
 
 class TimedOut(GatewayError):
     pass
+
+
+class ExternalFailure(GatewayError):
+    """A program the gateway drives failed or went away (the browser, a script in it)."""

@@ -15,6 +15,7 @@ def build_registry() -> Registry:
     from . import (
         agent,
         auth,
+        browser,
         chat,
         config,
         cron,
@@ -56,4 +57,5 @@ def build_registry() -> Registry:
         mcp.ns,
         plugins.ns,
         poe.ns,
+        browser.ns,
     )

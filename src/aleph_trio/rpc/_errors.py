@@ -7,13 +7,14 @@ errors once. A store failure is an internal error whose message names the fault.
 
 from __future__ import annotations
 
-from ..kernel import GatewayError, InvalidArgument, NotFound, TimedOut
+from ..kernel import ExternalFailure, GatewayError, InvalidArgument, NotFound, TimedOut
 from ..protocol import (
     AlephError,
     InternalError,
     InvalidParams,
     OperationTimeout,
     ResourceNotFound,
+    ToolError,
 )
 
 __all__ = ["wire_error"]
@@ -33,5 +34,7 @@ def wire_error(exc: GatewayError) -> AlephError:
         )
     if isinstance(exc, TimedOut):
         return OperationTimeout(exc.message, details)
+    if isinstance(exc, ExternalFailure):
+        return ToolError(exc.message, details)
     # OperationFailed, and any other failure a service names
     return InternalError(f"Internal error: {exc.message}", details)

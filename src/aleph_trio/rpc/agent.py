@@ -147,7 +147,9 @@ async def list_agents(ctx: CallContext, params: NoParams) -> dict[str, Any]:
     tools = gateway.tools.names()
     return {
         "agents": [
-            agent.to_json(model=agent.model or default_model, tools=tools)
+            agent.to_json(
+                model=agent.model or default_model, tools=tools, opt_in=gateway.tools.opt_in()
+            )
             for agent in agents_of(gateway.config)
         ]
     }

@@ -90,7 +90,7 @@ async def _run_agent(loop: AgentLoop, live: LiveRun) -> None:
         await sessions.append(
             key, "user", live.message, run_id=live.run_id, owner_id=live.record.principal_id
         )
-    tools = live.allowed(loop.tools.names())
+    tools = live.allowed(loop.tools.names(), loop.tools.opt_in())
     specs = loop.tools.specs(tools)
     reserved = sum(estimate_tokens(json.dumps(attrs.asdict(spec))) for spec in specs)
     while True:
@@ -222,9 +222,10 @@ async def _run_tool(loop: AgentLoop, live: LiveRun, call: ToolCall) -> None:
     live.emit("stream.tool_start", {"tool_call_id": call.id, "tool": call.name, "input": shown})
     started = trio.current_time()
     live.running_tool = (call.id, call.name, started)
-    tool = loop.tools.get(call.name) if live.may_use(call.name) else None
+    opt_in = loop.tools.opt_in()
+    tool = loop.tools.get(call.name) if live.may_use(call.name, opt_in) else None
     if tool is None:
-        allowed = ", ".join(live.allowed(loop.tools.names())) or "none"
+        allowed = ", ".join(live.allowed(loop.tools.names(), opt_in)) or "none"
         result = ToolResult(f"unknown tool {call.name!r}; this run may use: {allowed}", True)
     elif isinstance(arguments, str):
         result = ToolResult(f"{call.name}: {arguments}", is_error=True)

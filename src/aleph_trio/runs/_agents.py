@@ -2,13 +2,14 @@
 
 An :class:`Agent` is what a run needs to know about its agent: the prompt, the default model and
 thinking level, and which tools it may use. ``tools`` in the config is a list of globs over tool
-names (``["exec", "memory_*"]``); leaving it out allows every built-in tool.
+names (``["exec", "memory_*"]``); leaving it out allows every built-in tool but the opt-in
+ones (the browser's), which an agent gets only when a glob names them (``"browser_*"``).
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import attrs
@@ -30,21 +31,24 @@ class Agent:
     system_prompt: str
     thinking: str
 
-    def may_use(self, tool: str) -> bool:
+    def may_use(self, tool: str, opt_in: Collection[str] = ()) -> bool:
+        """Whether this agent may call ``tool``; ``opt_in`` tools only if a glob names them."""
         if self.tool_globs is None:
-            return True
+            return tool not in opt_in
         return any(fnmatch.fnmatchcase(tool, glob) for glob in self.tool_globs)
 
-    def allowed(self, tools: Iterable[str]) -> list[str]:
-        return [name for name in tools if self.may_use(name)]
+    def allowed(self, tools: Iterable[str], opt_in: Collection[str] = ()) -> list[str]:
+        return [name for name in tools if self.may_use(name, opt_in)]
 
-    def to_json(self, *, model: str, tools: Iterable[str]) -> dict[str, Any]:
+    def to_json(
+        self, *, model: str, tools: Iterable[str], opt_in: Collection[str] = ()
+    ) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "description": self.description,
             "model": model,
-            "tools": self.allowed(tools),
+            "tools": self.allowed(tools, opt_in),
         }
 
 

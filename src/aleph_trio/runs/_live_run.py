@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import collections
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any, Literal, final
 
 import attrs
@@ -109,13 +109,14 @@ class LiveRun(Turn):
     def agent_id(self) -> str:
         return self.agent.id
 
-    def may_use(self, tool: str) -> bool:
-        """Whether the run may call ``tool``: its agent may, and its workspace allows it."""
+    def may_use(self, tool: str, opt_in: Collection[str] = ()) -> bool:
+        """Whether the run may call ``tool``: its agent may (``opt_in`` tools only when the
+        agent names them), and its workspace allows it."""
         allowed = self.workspace_tools
-        return self.agent.may_use(tool) and (allowed is None or tool in allowed)
+        return self.agent.may_use(tool, opt_in) and (allowed is None or tool in allowed)
 
-    def allowed(self, tools: Iterable[str]) -> list[str]:
-        return [name for name in tools if self.may_use(name)]
+    def allowed(self, tools: Iterable[str], opt_in: Collection[str] = ()) -> list[str]:
+        return [name for name in tools if self.may_use(name, opt_in)]
 
     def emit(self, topic: str, data: dict[str, Any]) -> None:
         """Publish an event of this run (it carries ``run_id`` and ``session_key``); text still

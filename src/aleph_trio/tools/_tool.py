@@ -94,6 +94,8 @@ class Tool(Generic[P]):
     #: The JSON Schema the model sees, when it is not derived from ``params`` (an MCP server's
     #: tool brings its own; its arguments then arrive as ``params = dict``).
     schema: Mapping[str, Any] | None = None
+    #: Offered only to agents whose ``tools`` name it, not with the default (every tool).
+    opt_in: bool = False
 
     def spec(self) -> ToolSpec:
         schema = dict(self.schema) if self.schema is not None else json_schema(self.params)
@@ -146,6 +148,10 @@ class ToolBox:
 
     def names(self) -> list[str]:
         return sorted(self._tools)
+
+    def opt_in(self) -> frozenset[str]:
+        """The tools an agent gets only by naming them (``Tool.opt_in``)."""
+        return frozenset(name for name, tool in self._tools.items() if tool.opt_in)
 
     def get(self, name: str) -> AnyTool | None:
         return self._tools.get(name)
