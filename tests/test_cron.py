@@ -176,6 +176,7 @@ async def test_create_list_get_status(
             "next_job_id": job_id,
         }
         assert (await client.call("health"))["services"] == {
+            "browser": "running",
             "cron": "running",
             "plugins": "running",
             "poe": "running",

@@ -125,10 +125,10 @@ async def test_stopping_during_a_backoff_stops_and_starting_retries_at_once(
 
 async def test_services_methods(client: Client, gateway: Gateway) -> None:
     listed = (await client.call("services.list"))["services"]
-    assert [s["name"] for s in listed] == ["cron", "plugins", "poe", "runs", "wizards"]
+    assert [s["name"] for s in listed] == ["browser", "cron", "plugins", "poe", "runs", "wizards"]
     assert all(s["status"] == "running" and s["restarts"] == 0 for s in listed)
     assert all(s["started_at"] and "error" not in s for s in listed)
-    assert await client.call("services.status", {"name": "cron"}) == listed[0]
+    assert await client.call("services.status", {"name": "cron"}) == listed[1]
     with pytest.raises(AlephError) as err:
         await client.call("services.stop", {"name": "runs"})
     assert err.value.code == -32602 and err.value.data["reason"] == "invalid_state"
@@ -149,6 +149,7 @@ async def test_services_methods(client: Client, gateway: Gateway) -> None:
     assert await client.call("services.start", {"name": "cron"}) == {"started": True}
     assert (await wait_event(client, "services.started")).data == {"name": "cron"}
     assert (await client.call("health"))["services"] == {
+        "browser": "running",
         "cron": "running",
         "plugins": "running",
         "poe": "running",
