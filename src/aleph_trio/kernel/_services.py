@@ -285,7 +285,8 @@ class ServiceRegistry:
                 self._bus.publish("services.stopped", {"name": state.name})
             svc.settled.set()
             svc.done.set()
-            if finished and self._services.get(state.name) is svc:
+            # finished by itself, not by a stop it swallowed: nothing is left to start again
+            if finished and not scope.cancel_called and self._services.get(state.name) is svc:
                 del self._services[state.name]
 
     async def _serve_once(self, svc: _Service, reporter: _Reporter) -> str | None:
