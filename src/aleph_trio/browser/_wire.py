@@ -95,16 +95,16 @@ class Wire:
             await self._sending.acquire()
         try:
             await trio.lowlevel.checkpoint_if_cancelled()  # nothing written yet: may stop here
-            with trio.CancelScope(shield=True):
-                with trio.move_on_after(SEND_TIMEOUT_S):
-                    try:
-                        await self._stream.send_all(frame)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
-                        pass
-                    else:
-                        return
-                await self.aclose()  # half a frame may be out: the stream is unusable
-                raise WireClosed("the browser socket broke while sending")
+            # Shielded from the call's deadline, bounded by its own.
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_S):
+                try:
+                    await self._stream.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+                else:
+                    return
+            await self.aclose()  # half a frame may be out: the stream is unusable
+            raise WireClosed("the browser socket broke while sending")
         finally:
             self._sending.release()
 
@@ -147,7 +147,8 @@ class Wire:
                 if length < 126 or offset > 2:  # the length is known
                     if len(buffer) >= end:
                         head = buffer[0]
-                        payload = bytes(buffer[end - length : end])
+                        with memoryview(buffer) as view:  # one copy of a large message
+                            payload = bytes(view[end - length : end])
                         if masked:  # servers do not mask, but a masked frame is still valid
                             payload = _mask(payload, bytes(buffer[offset : offset + 4]))
                         del buffer[:end]
