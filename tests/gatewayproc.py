@@ -59,7 +59,7 @@ async def start_server(
     buffer = b""
     try:
         with trio.fail_after(20):
-            while len(lines) < 3:
+            while len(lines) < 4:
                 chunk = await process.stdout.receive_some(4096)
                 assert chunk, f"server exited early: {lines}"
                 buffer += chunk

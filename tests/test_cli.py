@@ -29,6 +29,8 @@ async def test_prints_url_and_where_the_token_is(server: Server, tmp_path: Path)
     token_file = tmp_path / "data" / "token"
     assert server.url.startswith("ws://127.0.0.1:")
     assert server.lines[1] == f"owner token: in {token_file}"
+    ui = server.url.replace("ws://", "http://").rstrip("/") + "/ui/"
+    assert server.lines[3] == f"Control UI: {ui} (health: /health, metrics: /metrics)"
     token = token_file.read_text().strip()
     assert token not in "\n".join(server.lines)
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600

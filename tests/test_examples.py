@@ -8,7 +8,7 @@ from pathlib import Path
 
 import trio
 
-from aleph_trio import Gateway
+from aleph_trio import Client, Gateway
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,3 +44,15 @@ async def test_chat_example_streams_a_conversation(url: str, gateway: Gateway) -
     assert "? which fruit?" in out
     assert "The tool returned: mango" in out
     assert "> bye\n> " in out  # the last answer, then the prompt that met end of input
+
+
+async def test_example_skill_installs(client: Client, gateway: Gateway) -> None:
+    source = ROOT / "examples" / "skills" / "release-notes"
+    installed = await client.call(
+        "skills.install", {"name": "release-notes", "source": str(source)}
+    )
+    assert installed["installed"] is True
+    (skill,) = (await client.call("skills.list"))["skills"]
+    assert skill["name"] == "release-notes"
+    assert "release notes" in skill["description"]
+    assert (Path(installed["path"]) / "style.md").read_text().startswith("# Style")

@@ -271,6 +271,201 @@ async def test_a_task_that_raises_fails_the_plugin(client: Client, tmp_path: Pat
     assert (await client.call("health"))["status"] == "ok"
 
 
+#: Two tasks: ``ticker`` says each time it starts and stops; ``pump`` (named) just runs.
+TASKS = """
+STARTS = []
+
+@attrs.frozen
+class Empty:
+    pass
+
+def setup(api: PluginApi) -> None:
+    @api.method("ok", Empty, description="answers", owner_only=False)
+    async def ok(params: Empty) -> str:
+        return "fine"
+
+    async def ticker() -> None:
+        STARTS.append(1)
+        api.publish("started", {"n": len(STARTS)})
+        try:
+            await trio.sleep_forever()
+        finally:
+            api.publish("stopped", {"n": len(STARTS)})
+
+    async def pump() -> None:
+        await trio.sleep_forever()
+
+    assert api.start_task(ticker) == "plugin:tk:ticker"
+    assert api.start_task(pump, name="pump") == "plugin:tk:pump"
+"""
+
+
+def services_of(listing: dict[str, Any], prefix: str) -> dict[str, dict[str, Any]]:
+    return {s["name"]: s for s in listing["services"] if s["name"].startswith(prefix)}
+
+
+async def test_each_task_is_a_service_stopped_and_started_alone(
+    socket_client: Client, tmp_path: Path
+) -> None:
+    client = socket_client
+    await client.subscribe(["tk.*", "services.*"])
+    await client.call("plugins.load", {"path": str(write(tmp_path, "tk.py", TASKS))})
+    assert (await wait_event(client, "tk.started")).data == {"n": 1}
+    tasks = services_of(await client.call("services.list"), "plugin:tk:")
+    assert sorted(tasks) == ["plugin:tk:pump", "plugin:tk:ticker"]
+    ticker = tasks["plugin:tk:ticker"]
+    assert ticker["status"] == "running" and ticker["restarts"] == 0
+    assert ticker["started_at"] is not None and "error" not in ticker
+    status = await client.call("plugins.status", {"plugin_id": "tk"})
+    assert status["services"] == ["plugin:tk:pump", "plugin:tk:ticker"]
+
+    # stopping one task cancels just that task: the plugin and its other task go on
+    assert await client.call("services.stop", {"name": "plugin:tk:ticker"}) == {"stopped": True}
+    assert (await wait_event(client, "tk.stopped")).data == {"n": 1}
+    assert (await client.call("services.status", {"name": "plugin:tk:ticker"}))[
+        "status"
+    ] == "stopped"
+    assert (await client.call("services.status", {"name": "plugin:tk:pump"}))["status"] == "running"
+    assert (await client.call("plugins.status", {"plugin_id": "tk"}))["status"] == "enabled"
+    assert await client.call("tk.ok") == "fine"
+
+    # starting it runs the task again
+    assert await client.call("services.start", {"name": "plugin:tk:ticker"}) == {"started": True}
+    assert (await wait_event(client, "tk.started")).data == {"n": 2}
+    again = await client.call("services.status", {"name": "plugin:tk:ticker"})
+    assert again["status"] == "running"
+
+    # unloading cancels the tasks and removes their services
+    await client.call("plugins.unload", {"plugin_id": "tk"})
+    assert (await wait_event(client, "tk.stopped")).data == {"n": 2}
+    assert services_of(await client.call("services.list"), "plugin:") == {}
+    err = await error_of(client, "services.status", {"name": "plugin:tk:ticker"})
+    assert err.code == -32004 and "plugin:tk:ticker" in err.message
+    assert "plugins" in services_of(await client.call("services.list"), "plugins")
+
+
+async def test_task_services_go_with_disable_and_come_back_with_enable(
+    client: Client, tmp_path: Path
+) -> None:
+    await client.subscribe(["tk.*"])
+    await client.call("plugins.load", {"path": str(write(tmp_path, "tk.py", TASKS))})
+    await wait_event(client, "tk.started")
+    await client.call("plugins.disable", {"plugin_id": "tk"})
+    await wait_event(client, "tk.stopped")
+    assert services_of(await client.call("services.list"), "plugin:") == {}
+    await client.call("plugins.enable", {"plugin_id": "tk"})
+    await wait_event(client, "tk.started")
+    listing = services_of(await client.call("services.list"), "plugin:")
+    assert sorted(listing) == ["plugin:tk:pump", "plugin:tk:ticker"]
+    # stopping the whole ``plugins`` service takes the task services with it
+    await client.call("services.stop", {"name": "plugins"})
+    assert services_of(await client.call("services.list"), "plugin:") == {}
+    assert await client.call("plugins.list") == {"plugins": []}  # none of them runs
+    await client.call("services.start", {"name": "plugins"})
+    await wait_event(client, "tk.started")
+    assert "plugin:tk:ticker" in services_of(await client.call("services.list"), "plugin:")
+
+
+async def test_task_names_finished_tasks_and_a_taken_name(
+    client: Client, gateway: Gateway, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "names.py",
+        """
+        @attrs.frozen
+        class Empty:
+            pass
+
+        def setup(api: PluginApi) -> None:
+            async def worker(gate: trio.Event) -> None:
+                await gate.wait()
+
+            first, second = trio.Event(), trio.Event()
+            names = [api.start_task(worker, first), api.start_task(worker, second)]
+            names.append(api.start_task(lambda: trio.sleep_forever()))
+            api.publish("named", {"names": names})
+
+            @api.on("test.release")
+            async def release(event: PluginEvent) -> None:
+                first.set()
+
+            @api.method("again", Empty, description="a taken name", owner_only=False)
+            async def again(params: Empty) -> str:
+                return api.start_task(worker, second, name="worker-2")
+        """,
+    )
+    await client.subscribe(["names.*", "services.*"])
+    await client.call("plugins.load", {"path": str(path)})
+    named = await wait_event(client, "names.named")
+    assert named.data["names"] == [
+        "plugin:names:worker",
+        "plugin:names:worker-2",
+        "plugin:names:task",
+    ]
+    listing = services_of(await client.call("services.list"), "plugin:names:")
+    assert sorted(listing) == sorted(named.data["names"])
+    # a task that returns has finished: its service stops and leaves the registry
+    gateway.bus.publish("test.release", {})
+    stopped = await wait_event(client, "services.stopped")
+    assert stopped.data == {"name": "plugin:names:worker"}
+    listing = services_of(await client.call("services.list"), "plugin:names:")
+    assert sorted(listing) == ["plugin:names:task", "plugin:names:worker-2"]
+    assert (await client.call("plugins.status", {"plugin_id": "names"}))["status"] == "enabled"
+    # an explicit name another task of the plugin holds is the plugin's bug
+    err = await error_of(client, "names.again")
+    assert err.code == -32603 and "has a task named 'worker-2' already" in err.message
+
+
+async def test_a_task_that_raises_fails_its_service_and_the_plugin(
+    client: Client, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path,
+        "tasky.py",
+        """
+        def setup(api: PluginApi) -> None:
+            async def worker(limit: int) -> None:
+                await trio.sleep(0)
+                raise RuntimeError(f"gave up after {limit}")
+
+            async def idle() -> None:
+                await trio.sleep_forever()
+
+            api.start_task(idle)
+            api.start_task(worker, 3)
+        """,
+    )
+    await client.subscribe(["plugins.*", "services.*"])
+    await client.call("plugins.load", {"path": str(path)})
+    seen: dict[str, dict[str, Any]] = {}
+    with trio.fail_after(10):
+        while len(seen) < 3:  # the task's service failed, the other one stopped with the plugin
+            event = await client.next_event()
+            if event.topic in ("services.failed", "services.stopped", "plugins.failed"):
+                seen[event.topic] = event.data
+    assert seen["services.failed"] == {
+        "name": "plugin:tasky:worker",
+        "error": "RuntimeError: gave up after 3",
+    }
+    assert seen["services.stopped"] == {"name": "plugin:tasky:idle"}
+    assert seen["plugins.failed"]["plugin_id"] == "tasky"
+    status = await client.call("plugins.status", {"plugin_id": "tasky"})
+    assert status["status"] == "failed"
+    assert status["error"] == "task setup.<locals>.worker raised RuntimeError: gave up after 3"
+    tasks = services_of(await client.call("services.list"), "plugin:tasky:")
+    assert tasks["plugin:tasky:worker"]["status"] == "failed"
+    assert tasks["plugin:tasky:worker"]["error"] == "RuntimeError: gave up after 3"
+    assert tasks["plugin:tasky:idle"]["status"] == "stopped"  # cancelled with its plugin
+    # a failed plugin's task cannot be started on its own: plugins.enable runs it again
+    err = await error_of(client, "services.start", {"name": "plugin:tasky:idle"})
+    assert err.code == -32602 and "plugins.enable" in err.message
+    assert err.data is not None and err.data["reason"] == "invalid_state"
+    assert (await client.call("health"))["status"] == "ok"
+    await client.call("plugins.unload", {"plugin_id": "tasky"})
+    assert services_of(await client.call("services.list"), "plugin:") == {}
+
+
 async def test_a_slow_listener_never_holds_up_the_bus(
     client: Client, gateway: Gateway, tmp_path: Path
 ) -> None:
@@ -431,6 +626,9 @@ async def test_the_example_plugin_end_to_end(data_dir: Path, nursery: trio.Nurse
             assert commands["greeter.stats"]["owner_only"] is True
             status = await client.call("plugins.status", {"plugin_id": "greeter"})
             assert status["tools"] == ["greet_person"]
+            assert status["services"] == ["plugin:greeter:heartbeat"]
+            heartbeat = await client.call("services.status", {"name": "plugin:greeter:heartbeat"})
+            assert heartbeat["status"] == "running"
 
             tool_call_script(llm, "greet_person", '{"name": "Grace"}')
             run_id = await start(client, "greet Grace")

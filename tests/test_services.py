@@ -19,7 +19,14 @@ import trio.testing
 
 from aleph_trio import Client, Config, Gateway, WallClock, open_gateway
 from aleph_trio.auth import Principal
-from aleph_trio.kernel import OperationFailed, RestartPolicy, ServerConfig, ServiceRegistry
+from aleph_trio.kernel import (
+    InvalidState,
+    NotFound,
+    OperationFailed,
+    RestartPolicy,
+    ServerConfig,
+    ServiceRegistry,
+)
 from aleph_trio.protocol import AlephError
 from runhelp import assert_quiet, wait_event
 
@@ -121,6 +128,54 @@ async def test_stopping_during_a_backoff_stops_and_starting_retries_at_once(
             await registry.resume("other")  # in its backoff: tried now, and fails again
         assert trio.current_time() == before
         nursery.cancel_scope.cancel()
+
+
+async def test_added_without_waiting_finite_blocked_and_forgotten(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """What a host of short-lived tasks needs (a plugin): ``start_soon``, a finite service that
+    leaves when it returns, ``blocked`` refusing ``resume``, and ``forget``."""
+    bus = Recorder()
+    registry = registry_with(bus)
+    release = trio.Event()
+    reason: list[str] = []
+
+    async def job(*, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        await release.wait()
+
+    async with trio.open_nursery() as nursery:
+        registry.start_soon(nursery, "job", job, finite=True)
+        assert registry.get("job").status == "starting"  # listed before it first runs
+        with pytest.raises(InvalidState):
+            registry.start_soon(nursery, "job", job, finite=True)  # it is active
+        with pytest.raises(InvalidState):
+            registry.forget("job")  # still active
+        await trio.sleep(1)
+        assert registry.get("job").status == "running"
+        release.set()
+        await trio.sleep(1)
+        assert "job" not in registry.statuses()  # returned: finished, and gone
+        assert bus.published[-1] == ("services.stopped", {"name": "job"})
+
+        release = trio.Event()
+        registry.start_soon(
+            nursery, "held", job, finite=True, blocked=lambda: reason[0] if reason else None
+        )
+        await trio.sleep(1)
+        await registry.stop("held")  # stopped, not finished: it stays, to be started again
+        assert registry.get("held").status == "stopped"
+        reason.append("its host is gone")
+        with pytest.raises(InvalidState, match="its host is gone"):
+            await registry.resume("held")
+        reason.clear()
+        await registry.resume("held")
+        assert registry.get("held").status == "running"
+        await registry.stop("held")
+        registry.forget("held")
+        registry.forget("held")  # a no-op once gone
+        with pytest.raises(NotFound):
+            registry.get("held")
 
 
 async def test_services_methods(client: Client, gateway: Gateway) -> None:

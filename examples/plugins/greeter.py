@@ -80,4 +80,6 @@ def setup(api: PluginApi) -> None:
         finally:
             api.publish("stopped", {"ticks": seen["ticks"]})  # cancelled on unload/disable
 
+    # Runs as service ``plugin:greeter:heartbeat``: ``services.stop`` / ``services.start``
+    # cancel it and run it again without touching the rest of the plugin.
     api.start_task(heartbeat)

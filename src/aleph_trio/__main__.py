@@ -220,6 +220,7 @@ def _announce(gateway: Gateway, loaded: LoadedConfig, port: int) -> None:
     else:
         _say(f"owner token: in {gateway.token_source}")
     _say(f"config: {loaded.source}; data: {gateway.data_dir}")
+    _say(f"Control UI: http://{shown}:{port}/ui/ (health: /health, metrics: /metrics)")
 
 
 async def _hurry_on_signal(signals: AsyncIterator[int], hurry: trio.Event) -> None:

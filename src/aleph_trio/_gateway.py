@@ -194,6 +194,7 @@ class Gateway:
             bus=bus,
             tools=self.tools,
             methods=_PluginMethods(self.registry),
+            services=self.services,
             config=current,
             data_dir=data_dir,
             event_data=_event_data,

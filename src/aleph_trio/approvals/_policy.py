@@ -23,7 +23,6 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -33,7 +32,7 @@ import msgspec
 import tomli_w
 from msgspec import Meta
 
-from ..kernel import ValidationFailed, convert
+from ..kernel import ValidationFailed, convert, write_private
 
 __all__ = [
     "AgentPolicy",
@@ -180,24 +179,7 @@ def file_stamp(directory: Path) -> tuple[int, int, int] | None:
 
 def write_policy_file(directory: Path, policy: Policy) -> PolicyFile:
     """Write the policy atomically (temp file, fsync, rename; mode 0600) and read it back."""
-    path = directory / FILE_NAME
-    temp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
-    body = _to_toml(policy)
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a crash
-    finally:
-        os.close(dir_fd)
+    write_private(directory / FILE_NAME, _to_toml(policy))
     return read_policy_file(directory)
 
 

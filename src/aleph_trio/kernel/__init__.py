@@ -46,6 +46,7 @@ from ._data_dir import (
     DataDirLock as DataDirLock,
     DataDirLocked as DataDirLocked,
     private_file as private_file,
+    write_private as write_private,
 )
 from ._errors import (
     Conflict as Conflict,

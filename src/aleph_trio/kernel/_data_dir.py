@@ -12,10 +12,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import tempfile
 from pathlib import Path
 from typing import Final, final
 
-__all__ = ["LOCK_FILE", "DataDirLock", "DataDirLocked", "private_file"]
+__all__ = ["LOCK_FILE", "DataDirLock", "DataDirLocked", "private_file", "write_private"]
 
 LOCK_FILE: Final = "gateway.lock"
 
@@ -76,3 +77,28 @@ def private_file(path: Path) -> None:
     """Make ``path`` readable and writable by its owner only, creating it empty if missing."""
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
     os.chmod(path, 0o600)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically and durably, mode 0600 (blocking).
+
+    A temporary file in the same folder is written, synced and renamed over ``path``, then the
+    folder is synced so the rename survives a crash: a reader sees the old content or the new,
+    never a part. The temporary file is removed if anything fails."""
+    directory = path.parent
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -13,6 +13,12 @@ A failure never reaches the gateway's nursery: the service is marked ``failed`` 
 and restarted after a backoff (doubling up to a cap) if its policy restarts it. After
 ``max_failures`` failures in a row (each one running less than ``stable_s``) it stays failed
 until ``services.start``.
+
+A service may be added without waiting for it (:meth:`ServiceRegistry.start_soon`, for a caller
+that cannot wait: a plugin's ``api.start_task``), may be *finite* (returning ends it ``stopped``
+and removes it, rather than failing it), may be *blocked* from starting again (its host is gone),
+and is removed with :meth:`~ServiceRegistry.remove` or, once it has ended,
+:meth:`~ServiceRegistry.forget`.
 """
 
 from __future__ import annotations
@@ -87,6 +93,10 @@ class _Service:
     required: str | None
     #: Called when it ends stopped (not failed): to withdraw what it offered.
     on_stop: Callable[[], None] | None = None
+    #: Returning ends it ``stopped`` and removes it from the registry (instead of failing it).
+    finite: bool = False
+    #: Why it may not be started again now (``services.start`` refuses), or ``None``.
+    blocked: Callable[[], str | None] | None = None
     scope: trio.CancelScope | None = None
     done: trio.Event = attrs.Factory(trio.Event)
     wake: trio.Event = attrs.Factory(trio.Event)
@@ -131,6 +141,30 @@ class ServiceRegistry:
         self._services[name] = _Service(state, serve, policy, nursery, required, on_stop)
         await self._launch(self._services[name])
 
+    def start_soon(
+        self,
+        nursery: trio.Nursery,
+        name: str,
+        serve: Serve,
+        *,
+        policy: RestartPolicy = ONCE,
+        finite: bool = False,
+        blocked: Callable[[], str | None] | None = None,
+    ) -> None:
+        """Add ``serve`` as service ``name`` (``starting``) and start it in ``nursery`` without
+        waiting. ``finite``: returning is finishing, not failing; ``blocked`` says why
+        ``services.start`` may not start it again. A stopped or failed service of that name is
+        replaced; an active one is :class:`InvalidState`."""
+        old = self._services.get(name)
+        if old is not None and not old.done.is_set():
+            raise InvalidState(f"service {name} is running already")
+        state = old.state if old is not None else ServiceState(name)
+        svc = _Service(state, serve, policy, nursery, None, finite=finite, blocked=blocked)
+        self._services[name] = svc
+        state.status, state.error = "starting", None
+        svc.scope = trio.CancelScope()
+        nursery.start_soon(self._supervise, svc, name=f"service {name}")
+
     def get(self, name: str) -> ServiceState:
         return self._service(name).state
 
@@ -145,6 +179,9 @@ class ServiceRegistry:
         running, and at once when it waits to be restarted. Raises :class:`OperationFailed`
         when it fails before it is ready."""
         svc = self._service(name)
+        reason = svc.blocked() if svc.blocked is not None else None
+        if reason is not None and svc.done.is_set():
+            raise InvalidState(f"service {name} cannot be started: {reason}")
         if not svc.done.is_set():
             if svc.state.status != "failed":
                 return  # running, or starting
@@ -180,6 +217,16 @@ class ServiceRegistry:
         if self._services.get(name) is svc:
             del self._services[name]
 
+    def forget(self, name: str) -> None:
+        """Forget a service that has ended (a no-op for an unknown one); one still active is
+        :class:`InvalidState`: :meth:`remove` stops it first."""
+        svc = self._services.get(name)
+        if svc is None:
+            return
+        if not svc.done.is_set():
+            raise InvalidState(f"service {name} is still active")
+        del self._services[name]
+
     def _service(self, name: str) -> _Service:
         svc = self._services.get(name)
         if svc is None:
@@ -195,6 +242,7 @@ class ServiceRegistry:
         self, svc: _Service, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         state, policy = svc.state, svc.policy
+        finished = False
         reporter = _Reporter(task_status)
         scope = svc.scope
         assert scope is not None
@@ -204,6 +252,9 @@ class ServiceRegistry:
                 while True:
                     began = trio.current_time()
                     error = await self._serve_once(svc, reporter)
+                    if error is None:  # a finite service finished
+                        finished = True
+                        break
                     reporter.report()  # failed before it was ready: ``start`` returns
                     if trio.current_time() - began >= policy.stable_s:
                         failures = 0
@@ -234,9 +285,13 @@ class ServiceRegistry:
                 self._bus.publish("services.stopped", {"name": state.name})
             svc.settled.set()
             svc.done.set()
+            # finished by itself, not by a stop it swallowed: nothing is left to start again
+            if finished and not scope.cancel_called and self._services.get(state.name) is svc:
+                del self._services[state.name]
 
-    async def _serve_once(self, svc: _Service, reporter: _Reporter) -> str:
-        """Run ``serve`` once until it fails; returns the error (a cancellation propagates)."""
+    async def _serve_once(self, svc: _Service, reporter: _Reporter) -> str | None:
+        """Run ``serve`` once until it fails; returns the error, or ``None`` when a finite
+        service returned (a cancellation propagates)."""
         state = svc.state
 
         def started() -> None:
@@ -252,6 +307,9 @@ class ServiceRegistry:
             error = f"{type(exc).__name__}: {exc}"
             log.exception("service %s failed", state.name)
         else:
+            if svc.finite:
+                log.debug("service %s finished", state.name)
+                return None
             error = "returned without being stopped"
             log.error("service %s %s", state.name, error)
         state.status, state.error = "failed", error

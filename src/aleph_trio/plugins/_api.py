@@ -22,13 +22,14 @@ if TYPE_CHECKING:
     from ._plugin import Plugin
     from ._registrar import Registrar
 
-__all__ = ["MethodSpec", "MethodTable", "PluginApi", "PluginEvent"]
+__all__ = ["TASK_NAME", "MethodSpec", "MethodTable", "PluginApi", "PluginEvent"]
 
 P = TypeVar("P")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _METHOD_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}(\.[A-Za-z][A-Za-z0-9_]{0,63}){0,3}$")
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+TASK_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 @attrs.frozen
@@ -170,11 +171,22 @@ class PluginApi:
 
         return register
 
-    def start_task(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Run ``await fn(*args)`` in the plugin's cancel scope until it returns or the plugin
-        stops."""
+    def start_task(
+        self, fn: Callable[..., Awaitable[object]], *args: object, name: str | None = None
+    ) -> str:
+        """Run ``await fn(*args)`` in the plugin's cancel scope as the service
+        ``plugin:<plugin_id>:<name>``, and return that service name.
+
+        ``name`` (letters, digits, ``_``, ``-`` and ``.``, up to 64) defaults to
+        ``fn.__name__``; a default name taken by another task of this plugin gets ``-2``,
+        ``-3`` … appended, an explicit one is ``ValueError``. ``services.stop`` cancels just
+        this task and ``services.start`` runs it again; returning ends it (the service is
+        removed); raising fails it and the plugin.
+        """
+        if name is not None and not TASK_NAME.fullmatch(name):
+            raise ValueError(f"task name {name!r} must be 1 to 64 letters, digits, _, - or .")
         self._check()
-        self._registrar.start_task(self._plugin, fn, *args)
+        return self._registrar.start_task(self._plugin, fn, args, name)
 
     def publish(self, name: str, data: dict[str, Any]) -> None:
         """Publish the event ``<plugin_id>.<name>`` on the gateway's bus."""

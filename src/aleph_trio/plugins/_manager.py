@@ -24,6 +24,7 @@ from ..kernel import (
     InvalidArgument,
     NotFound,
     OperationFailed,
+    ServiceRegistry,
     component_logger,
 )
 from ..tools import ToolBox
@@ -51,13 +52,19 @@ class PluginManager:
         bus: EventBus,
         tools: ToolBox,
         methods: MethodTable,
+        services: ServiceRegistry,
         config: Callable[[], Config],
         data_dir: Path,
         event_data: Callable[[bytes], Mapping[str, Any]],
     ) -> None:
         self._bus = bus
         self._registrar = Registrar(
-            bus=bus, tools=tools, methods=methods, event_data=event_data, fail=self._fail
+            bus=bus,
+            tools=tools,
+            methods=methods,
+            services=services,
+            event_data=event_data,
+            fail=self._fail,
         )
         self.config = config
         self._data_dir = data_dir
@@ -95,8 +102,11 @@ class PluginManager:
             self._nursery = None
             for plugin in self._plugins.values():
                 self._registrar.withdraw(plugin)
+                self._registrar.forget_tasks(plugin)
                 if plugin.module_name is not None:
                     forget(plugin.module_name)
+            # nothing of them runs now; the next start loads them afresh
+            self._plugins.clear()
 
     def _startup_paths(self, state: PluginState) -> list[Path]:
         found = []
@@ -282,13 +292,15 @@ class PluginManager:
                 task_status.started()
 
     async def _stop(self, plugin: Plugin) -> None:
-        """Cancel the plugin's scope and its calls in flight; returns once all of it ended."""
+        """Cancel the plugin's scope and its calls in flight; returns once all of it ended, its
+        registrations withdrawn and its task services removed from the registry."""
         for call in list(plugin.calls):
             call.cancel()
         if plugin.scope is not None:
             plugin.scope.cancel()
             await plugin.stopped.wait()
         self._registrar.withdraw(plugin)
+        self._registrar.forget_tasks(plugin)
         if plugin.status == "enabled":
             plugin.status = "disabled"
 

@@ -35,6 +35,8 @@ class Plugin:
     methods: list[str] = attrs.Factory(list)
     tools: list[str] = attrs.Factory(list)
     listeners: list[tuple[Subscriber, trio.MemorySendChannel[Event]]] = attrs.Factory(list)
+    #: Its tasks' service names (``plugin:<plugin_id>:<task>``), kept until the plugin stops.
+    tasks: list[str] = attrs.Factory(list)
     dropped_events: int = 0
     api: PluginApi | None = None
     scope: trio.CancelScope | None = None
@@ -58,6 +60,7 @@ class Plugin:
             "status": self.status,
             "methods": sorted(self.methods),
             "tools": sorted(self.tools),
+            "services": sorted(self.tasks),
             "dropped_events": self.dropped_events,
         }
         if self.error is not None:

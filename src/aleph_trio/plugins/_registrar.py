@@ -1,6 +1,10 @@
 """What a running plugin registers through its :class:`PluginApi`, and how each piece is
 guarded: methods and tools run in their caller's task under a cancel scope the plugin keeps,
-listeners and tasks in the plugin's own nursery; anything raising there fails the plugin."""
+listeners and tasks in the plugin's own nursery; anything raising there fails the plugin.
+
+Each task is a service of its own in the gateway's registry, ``plugin:<plugin_id>:<task>``,
+supervised in the plugin's nursery: ``services.stop``/``start`` cancel and rerun just that task,
+and the plugin manager forgets the services when the plugin stops."""
 
 from __future__ import annotations
 
@@ -15,11 +19,12 @@ from ..kernel import (
     EventBus,
     GatewayError,
     OperationFailed,
+    ServiceRegistry,
     TopicPattern,
     component_logger,
 )
 from ..tools import Tool, ToolBox, ToolContext, ToolFailed
-from ._api import MethodSpec, MethodTable, PluginEvent
+from ._api import TASK_NAME, MethodSpec, MethodTable, PluginEvent
 from ._plugin import Plugin, describe, name_of
 
 __all__ = ["LISTENER_QUEUE", "Registrar"]
@@ -40,12 +45,14 @@ class Registrar:
         bus: EventBus,
         tools: ToolBox,
         methods: MethodTable,
+        services: ServiceRegistry,
         event_data: Callable[[bytes], Mapping[str, Any]],
         fail: Callable[[Plugin, str], None],
     ) -> None:
         self._bus = bus
         self._tools = tools
         self._methods = methods
+        self._services = services
         self._event_data = event_data
         #: Marks a plugin failed (withdrawing it and cancelling its scope).
         self._fail = fail
@@ -167,18 +174,57 @@ class Registrar:
                     return
 
     def start_task(
-        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], *args: object
-    ) -> None:
-        assert plugin.nursery is not None
-        plugin.nursery.start_soon(self._task, plugin, fn, args, name=f"plugin {plugin.plugin_id}")
+        self,
+        plugin: Plugin,
+        fn: Callable[..., Awaitable[object]],
+        args: tuple[object, ...],
+        name: str | None,
+    ) -> str:
+        nursery = plugin.nursery
+        assert nursery is not None
+        service = self._task_service(plugin, fn, name)
 
-    async def _task(
-        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], args: tuple[object, ...]
-    ) -> None:
-        try:
-            await fn(*args)
-        except Exception as exc:
-            self._fail(plugin, f"task {name_of(fn)} raised {describe(exc)}")
+        async def serve(*, task_status: trio.TaskStatus[None]) -> None:
+            task_status.started()
+            try:
+                await fn(*args)
+            except Exception as exc:
+                self._fail(plugin, f"task {name_of(fn)} raised {describe(exc)}")
+                raise
+
+        def blocked() -> str | None:
+            if plugin.nursery is nursery and plugin.status == "enabled":
+                return None
+            return f"plugin {plugin.plugin_id} is {plugin.status} (plugins.enable runs it again)"
+
+        self._services.start_soon(nursery, service, serve, finite=True, blocked=blocked)
+        plugin.tasks.append(service)
+        return service
+
+    def _task_service(
+        self, plugin: Plugin, fn: Callable[..., Awaitable[object]], name: str | None
+    ) -> str:
+        """The service name for a new task: ``plugin:<plugin_id>:<name>``, free in this run."""
+        prefix = f"plugin:{plugin.plugin_id}:"
+        taken = {task for task in plugin.tasks if task in self._services.states}
+        plugin.tasks = [task for task in plugin.tasks if task in taken]  # finished ones left
+        if name is not None:
+            if prefix + name in taken:
+                raise ValueError(f"plugin {plugin.plugin_id} has a task named {name!r} already")
+            return prefix + name
+        base = getattr(fn, "__name__", "")
+        base = base[:56] if TASK_NAME.fullmatch(base) else "task"
+        candidate, n = base, 1
+        while prefix + candidate in taken:
+            n += 1
+            candidate = f"{base}-{n}"
+        return prefix + candidate
+
+    def forget_tasks(self, plugin: Plugin) -> None:
+        """Remove the plugin's task services, once its nursery has ended (idempotent)."""
+        for service in plugin.tasks:
+            self._services.forget(service)
+        plugin.tasks = []
 
     def publish(self, plugin: Plugin, name: str, data: dict[str, Any]) -> None:
         self._bus.publish(f"{plugin.plugin_id}.{name}", data)

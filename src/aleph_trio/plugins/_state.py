@@ -9,12 +9,11 @@ file, fsync, rename; mode 0600), so a crash leaves the old state or the new one.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import attrs
 
-from ..kernel import component_logger
+from ..kernel import component_logger, write_private
 
 __all__ = ["PluginState", "read_state", "write_state"]
 
@@ -53,15 +52,4 @@ def _strings(value: object) -> bool:
 
 def write_state(directory: Path, state: PluginState) -> None:
     path = directory / FILE_NAME
-    temp = path.with_name(f".{FILE_NAME}.{os.getpid()}.tmp")
-    body = json.dumps(attrs.asdict(state), indent=2).encode() + b"\n"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    write_private(path, json.dumps(attrs.asdict(state), indent=2).encode() + b"\n")

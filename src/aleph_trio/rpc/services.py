@@ -22,7 +22,12 @@ ns = Namespace()
 @attrs.frozen
 class ServiceRef:
     name: Annotated[
-        str, Meta(min_length=1, max_length=200, description="cron, config_watcher, mcp:<name>, …")
+        str,
+        Meta(
+            min_length=1,
+            max_length=200,
+            description="cron, config_watcher, mcp:<name>, plugin:<id>:<task>, …",
+        ),
     ]
 
 

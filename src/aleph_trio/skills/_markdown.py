@@ -10,7 +10,6 @@ left out with a warning.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import final
 
@@ -24,6 +23,7 @@ from ..kernel import (
     OperationFailed,
     component_logger,
     now_ts,
+    write_private,
 )
 from ._catalog import read_doc
 from ._skill_md import SkillFormatError
@@ -170,10 +170,4 @@ class MarkdownSkills:
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    with open(fd, "w", encoding="utf-8") as file:  # 0600 like every file in the data dir
-        file.write(text)
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
+    write_private(path, text.encode("utf-8"))  # 0600 like every file in the data dir

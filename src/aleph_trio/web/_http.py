@@ -52,29 +52,25 @@ class HttpServer:
 
     async def serve(self, stream: trio.abc.Stream, initial: bytes) -> None:
         """Serve requests on ``stream`` (starting with the bytes in ``initial``) until the
-        client closes, asks to close, idles past the limit, or breaks the protocol."""
+        client closes, asks to close, idles past the limit, or breaks the protocol.
+
+        One cancel scope bounds the connection; its deadline moves: ``idle_timeout_s`` while
+        waiting for a next request to begin, ``request_timeout_s`` once it has."""
         http = _Exchange(stream, initial)
-        first = True
         try:
-            while True:
+            with trio.CancelScope() as scope:
                 limits = self._limits()
-                if not first and not http.reader.buffered:
-                    # Idle: wait for the next request to start, then give it the full budget.
-                    with trio.move_on_after(limits.idle_timeout_s) as idle:
+                scope.deadline = trio.current_time() + limits.request_timeout_s
+                while await self._one(http):
+                    limits = self._limits()
+                    if not http.reader.buffered:
+                        scope.deadline = trio.current_time() + limits.idle_timeout_s
                         if not await http.receive():
                             return
-                    if idle.cancelled_caught:
-                        return
-                first = False
-                with trio.move_on_after(limits.request_timeout_s) as scope:
-                    keep_going = await self._one(http)
-                    if not keep_going:
-                        await http.flush()
-                if scope.cancelled_caught:
-                    log.debug("http: request not finished within %g s", limits.request_timeout_s)
-                    return
-                if not keep_going:
-                    return
+                    scope.deadline = trio.current_time() + limits.request_timeout_s
+                await http.flush()
+            if scope.cancelled_caught:
+                log.debug("http: a request or an idle wait outlasted its deadline")
         except _Closed:
             return
         finally:

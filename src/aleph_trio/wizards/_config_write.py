@@ -4,8 +4,6 @@ hold an API key). Every other table and key is kept; comments are not (TOML is r
 
 from __future__ import annotations
 
-import os
-import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +11,7 @@ from typing import Any
 
 import tomli_w
 
-from ..kernel import ConfigError, OperationFailed, config_from_dict
+from ..kernel import ConfigError, OperationFailed, config_from_dict, write_private
 
 __all__ = ["update_config_file"]
 
@@ -49,21 +47,6 @@ def update_config_file(path: Path, change: Callable[[Document], None]) -> None:
     directory = path.parent
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as file:
-                os.fchmod(file.fileno(), 0o600)
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_private(path, data)
     except OSError as exc:
         raise OperationFailed(f"cannot write the config file {path}: {exc.strerror}") from None
