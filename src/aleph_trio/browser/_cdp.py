@@ -1,11 +1,13 @@
-"""A small Chrome DevTools Protocol client over trio-websocket.
+"""A small Chrome DevTools Protocol client over the browser's WebSocket (:mod:`._wire`).
 
 One :class:`CdpConnection` per browser: a single reader task (:meth:`CdpConnection.serve`)
-takes every message off the socket. A reply finds its caller by id, through a one-shot memory
-channel the caller made and removes again whatever happens (answer, error, cancellation); an
-event goes to the listeners of its session, each a bounded channel fed without waiting (a full
-listener loses the event, which is counted). Targets are attached with ``flatten=True``, so a
-page is a :class:`CdpSession`: the same socket, every message tagged with its ``sessionId``.
+takes every message off the socket, parsing the frames itself. A reply finds its caller by
+id, through a one-shot :class:`_Reply` slot the caller made and removes again whatever happens
+(answer, error, cancellation): the reader hands the reply straight to the waiting task, with
+no channel to build and close per command; an event goes to the listeners of its session,
+each a bounded channel fed without waiting (a full listener loses the event, which is
+counted). Targets are attached with ``flatten=True``, so a page is a :class:`CdpSession`: the
+same socket, every message tagged with its ``sessionId``.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from typing import Any, Final, final
 
 import attrs
 import msgspec
+import outcome
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection
+
+from ._wire import Wire, WireClosed
 
 __all__ = ["CdpClosed", "CdpConnection", "CdpError", "CdpEvent", "CdpSession"]
 
-#: Screenshots of long pages and accessibility trees of big ones exceed trio-websocket's 1 MiB.
+#: Screenshots of long pages and accessibility trees of big ones are large.
 MAX_MESSAGE_SIZE: Final = 256 * 1024 * 1024
 #: Events a listener may have waiting before further ones are dropped.
 LISTENER_BUFFER: Final = 4096
@@ -50,6 +54,42 @@ class CdpEvent:
     session_id: str | None
 
 
+_CLOSED: Final[dict[str, Any]] = {}
+
+
+@final
+class _Reply:
+    """One command's answer: set once by the reader task, awaited once by the caller."""
+
+    __slots__ = ("_task", "_value")
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+        self._value: dict[str, Any] | None = None
+
+    def set(self, value: dict[str, Any]) -> None:
+        if self._value is not None:
+            return
+        self._value = value
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task, outcome.Value(value))
+
+    async def get(self) -> dict[str, Any]:
+        """The answer (``_CLOSED`` if the connection went away first)."""
+        if self._value is not None:
+            await trio.lowlevel.checkpoint()
+            return self._value
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        value: dict[str, Any] = await trio.lowlevel.wait_task_rescheduled(abort)
+        return value
+
+
 @attrs.define(eq=False)
 class _Listener:
     send: trio.MemorySendChannel[CdpEvent]
@@ -64,10 +104,10 @@ _encoder = msgspec.json.Encoder()
 class CdpConnection:
     """Commands and events over one browser WebSocket; :meth:`serve` must be running."""
 
-    def __init__(self, ws: WebSocketConnection) -> None:
-        self._ws = ws
+    def __init__(self, wire: Wire) -> None:
+        self._wire = wire
         self._ids = itertools.count(1)
-        self._pending: dict[int, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._pending: dict[int, _Reply] = {}
         self._listeners: dict[str | None, list[_Listener]] = {}
         self.closed = trio.Event()
         #: Events lost because a listener's buffer was full.
@@ -78,8 +118,8 @@ class CdpConnection:
         try:
             while True:
                 try:
-                    raw = await self._ws.get_message()
-                except ConnectionClosed:
+                    raw = await self._wire.receive()
+                except WireClosed:
                     return
                 try:
                     message = _decoder.decode(raw)
@@ -88,9 +128,9 @@ class CdpConnection:
                 if not isinstance(message, dict):
                     continue
                 if "id" in message:
-                    channel = self._pending.pop(message["id"], None)
-                    if channel is not None:
-                        channel.send_nowait(message)  # one-shot, buffer 1: never blocks
+                    reply = self._pending.pop(message["id"], None)
+                    if reply is not None:
+                        reply.set(message)
                 elif "method" in message:
                     self._dispatch(
                         CdpEvent(
@@ -99,8 +139,8 @@ class CdpConnection:
                     )
         finally:
             self.closed.set()
-            for channel in self._pending.values():
-                channel.close()
+            for reply in self._pending.values():
+                reply.set(_CLOSED)
             self._pending.clear()
             for listeners in self._listeners.values():
                 for listener in listeners:
@@ -128,18 +168,17 @@ class CdpConnection:
         message: dict[str, Any] = {"id": command_id, "method": method, "params": params or {}}
         if session_id is not None:
             message["sessionId"] = session_id
-        send, receive = trio.open_memory_channel[dict[str, Any]](1)
-        self._pending[command_id] = send
+        waiting = self._pending[command_id] = _Reply()
         try:
             try:
-                await self._ws.send_message(_encoder.encode(message).decode())
-                reply = await receive.receive()
-            except (ConnectionClosed, trio.EndOfChannel, trio.BrokenResourceError) as exc:
+                await self._wire.send(_encoder.encode(message))
+            except WireClosed as exc:
                 raise CdpClosed("the browser connection closed") from exc
+            reply = await waiting.get()
         finally:
             self._pending.pop(command_id, None)
-            send.close()
-            receive.close()
+        if reply is _CLOSED:
+            raise CdpClosed("the browser connection closed")
         if "error" in reply:
             error = reply["error"]
             raise CdpError(

@@ -12,13 +12,13 @@ turns on the page, and every call has a deadline (``timeout_ms``, else
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar, final
 
 import attrs
 import trio
-from trio_websocket import HandshakeError, wrap_client_stream
 
 from ..approvals import ProcessGuard
 from ..kernel import BrowserConfig, ExternalFailure, InvalidArgument, TimedOut, component_logger
@@ -28,6 +28,7 @@ from ._cdp import MAX_MESSAGE_SIZE, CdpClosed, CdpConnection, CdpError
 from ._launch import kill_group, kill_marked, launch, read_endpoint, remove_profile
 from ._page import Page, WaitUntil, open_page
 from ._safety import HostPolicy, check_scheme
+from ._wire import WireRefused, open_wire
 
 __all__ = ["BrowserService", "BrowserStatistics"]
 
@@ -190,16 +191,12 @@ class BrowserService:
             nursery.start_soon(_end_with, process, nursery.cancel_scope)
             port, path = await read_endpoint(profile, process)
             try:
-                # The stream is ours to close: trio-websocket leaves a client's stream open
-                # when the other side closes first (a browser that crashed).
                 stream = await trio.open_tcp_stream("127.0.0.1", port)
-                streams.append(stream)
-                ws = await wrap_client_stream(
-                    nursery, stream, "127.0.0.1", path, max_message_size=MAX_MESSAGE_SIZE
-                )
-            except (OSError, HandshakeError) as exc:
+                streams.append(stream)  # closed when the browser's task ends, whatever ends it
+                wire = await open_wire(stream, "127.0.0.1", path, max_message_size=MAX_MESSAGE_SIZE)
+            except (OSError, trio.BrokenResourceError, WireRefused) as exc:
                 raise ExternalFailure(f"cannot reach the browser's DevTools: {exc}") from None
-            connection = CdpConnection(ws)
+            connection = CdpConnection(wire)
             nursery.start_soon(connection.serve)
             try:
                 page = await open_page(connection, nursery, self._policy)
@@ -211,6 +208,19 @@ class BrowserService:
             nursery.cancel_scope.cancel()
 
     # -- calls -----------------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _take_turn(self) -> AsyncIterator[None]:
+        """The page's turn. Free, it is taken without a trip through the scheduler (the call
+        checkpoints anyway when it talks to the browser); otherwise in the lock's FIFO order."""
+        try:
+            self._turn.acquire_nowait()  # refuses while others queue: no overtaking
+        except trio.WouldBlock:
+            await self._turn.acquire()
+        try:
+            yield
+        finally:
+            self._turn.release()
 
     async def _use(
         self,
@@ -224,7 +234,7 @@ class BrowserService:
         timeout_s = (timeout_ms or self._config().timeout_ms) / 1000
         page: Page | None = None
         with trio.move_on_after(timeout_s):
-            async with self._turn:
+            async with self._take_turn():
                 browser = await self._ensure()
                 page = browser.page
                 try:
