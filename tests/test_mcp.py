@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from aleph_trio import Client, Config, Gateway, open_gateway
 from aleph_trio.kernel import McpConfig, McpServerConfig, ProviderConfig
@@ -181,6 +182,23 @@ async def test_cancelling_a_run_withdraws_its_approval_request(data_dir: Path) -
         assert (await c.call("mcp.list_pending_approvals"))["approvals"] == []
 
 
+async def scrape_metrics(gateway: Gateway) -> str:
+    """``GET /metrics`` as Prometheus would, over an in-memory stream."""
+    client, server = trio.testing.memory_stream_pair()
+    request = (
+        "GET /metrics HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n"
+        f"Authorization: Bearer {gateway.owner_token}\r\n\r\n"
+    )
+    answer = b""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(gateway.serve_stream, server)
+        await client.send_all(request.encode())
+        while chunk := await client.receive_some(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+    return answer.decode()
+
+
 async def test_a_crashed_server_fails_the_call_and_comes_back(data_dir: Path) -> None:
     async with mcp_gateway(data_dir, demo=demo()) as (gw, c, llm), gw.connect() as watcher:
         await watcher.subscribe(["services.*"])
@@ -198,6 +216,7 @@ async def test_a_crashed_server_fails_the_call_and_comes_back(data_dir: Path) ->
         state = await wait_status(c, "mcp:demo", "running", restarts=1)
         assert "code 3" in state["error"]  # the last error stays visible
         assert gw.mcp.server("demo").pid != first_pid
+        assert 'aleph_service_restarts_total{service="mcp:demo"} 1' in await scrape_metrics(gw)
         script_call(llm, "mcp__demo__echo", {"text": "back"})
         assert tool_end(await run_events(c, await start(c, "go")))["output"] == "back"
 

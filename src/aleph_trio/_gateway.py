@@ -442,6 +442,7 @@ class Gateway:
             cron_queued=cron.queued_runs,
             approvals_pending=len(self.approvals.pending()),
             services=self.services.statuses(),
+            service_restarts={state.name: state.restarts for state in self.services.list()},
         )
         return metrics_text(readings, self.instruments)
 

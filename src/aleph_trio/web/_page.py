@@ -28,6 +28,7 @@ class Readings:
     cron_queued: int
     approvals_pending: int
     services: Mapping[str, str]  #: name -> status
+    service_restarts: Mapping[str, int]  #: name -> restarts since start
 
 
 def metrics_text(readings: Readings, instruments: Instruments) -> str:
@@ -94,6 +95,15 @@ def metrics_text(readings: Readings, instruments: Instruments) -> str:
             [
                 ({"service": name}, 1.0 if status == "running" else 0.0)
                 for name, status in sorted(readings.services.items())
+            ],
+        ),
+        Family(
+            "aleph_service_restarts",
+            "counter",
+            "Times a gateway service was restarted after it failed",
+            [
+                _sample("aleph_service_restarts_total", n, service=name)
+                for name, n in sorted(readings.service_restarts.items())
             ],
         ),
         counter_family(instruments.requests),
