@@ -90,7 +90,7 @@ async def test_an_agent_fills_a_form(data_dir: Path, site: PageServer) -> None:
             ends = [e.data for e in events if e.topic == "stream.tool_end"]
             assert [e["tool"] for e in ends] == [name for name, _ in steps]
             outputs = [e["output"] for e in ends]
-            assert [e["is_error"] for e in ends] == [False] * 5 + [True]
+            assert [e["is_error"] for e in ends] == [False] * 5 + [True], outputs
             assert "HTTP 200" in outputs[0] and "'Sign up'" in outputs[0]
             assert "textbox 'Your name' = 'old'" in outputs[1]
             assert outputs[4].startswith("Took a ") and "PNG" in outputs[4]

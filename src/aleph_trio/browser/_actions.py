@@ -14,6 +14,7 @@ import json
 from typing import Annotated, Any, Final, Literal
 
 import attrs
+import trio
 from msgspec import Meta
 
 from ..kernel import ExternalFailure, InvalidArgument, NotFound
@@ -26,6 +27,8 @@ __all__ = ["Target", "click", "evaluate", "screenshot", "snapshot", "type_text"]
 _GROUP: Final = "aleph-actions"
 #: At most this many elements in a snapshot (``truncated: true`` beyond).
 MAX_SNAPSHOT_ELEMENTS: Final = 5000
+#: How long a screenshot waits for its frame before it asks again on the page's new document.
+CAPTURE_PATIENCE_S: Final = 5.0
 
 _FIND_TEXT: Final = """(text) => {
   const norm = (s) => (s || '').replace(/\\s+/g, ' ').trim().toLowerCase();
@@ -265,7 +268,16 @@ async def screenshot(
         # A tab in the background never paints, and its capture never ends: the page is ours,
         # but the DevTools socket is Chromium's and another client may have opened a tab.
         await page.send("Page.bringToFront")
-        shot = await page.send("Page.captureScreenshot", params)
+        shot = None
+        with trio.move_on_after(CAPTURE_PATIENCE_S):
+            shot = await page.send("Page.captureScreenshot", params)
+        if shot is None:
+            # A capture asked for just as a navigation the page started itself (a click on a
+            # submit button) begins can wait for a frame of the old document that never comes.
+            # Once the new document is there, once more (the call's own deadline still holds).
+            await page.settle()
+            await page.send("Page.bringToFront")
+            shot = await page.send("Page.captureScreenshot", params)
     finally:
         await _release(page)
     data: str = shot["data"]
