@@ -9,18 +9,16 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..kernel import component_logger
-from ..web import MAX_HEAD_BYTES
+from ..web import MAX_HEAD_BYTES, WS_PATHS
 from ._connection import Connection
 from ._websocket import RECEIVE_CHUNK, TransportClosed, WebSocketTransport
 
 if TYPE_CHECKING:
     from .._gateway import Gateway
 
-__all__ = ["WS_PATHS", "is_websocket_upgrade", "origin_allowed", "read_head", "serve_stream"]
+__all__ = ["is_websocket_upgrade", "origin_allowed", "read_head", "serve_stream"]
 
 log = component_logger("server")
-
-WS_PATHS = frozenset({"/", "/ws"})
 
 
 def origin_allowed(origin: str | None, allowed: Sequence[str], host: str = "") -> bool:

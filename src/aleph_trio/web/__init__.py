@@ -20,4 +20,4 @@ from ._metrics import (
 )
 from ._page import Readings as Readings, metrics_text as metrics_text
 from ._response import Response as Response
-from ._routes import Routes as Routes
+from ._routes import WS_PATHS as WS_PATHS, Routes as Routes

@@ -13,8 +13,9 @@ from ._instruments import Instruments
 from ._response import METRICS_TYPE, Response
 from ._ui import ControlUi
 
-__all__ = ["Routes"]
+__all__ = ["WS_PATHS", "Routes"]
 
+#: Where the WebSocket is served (PROTOCOL §1); the listener upgrades only these paths.
 WS_PATHS = frozenset({"/", "/ws"})
 
 
