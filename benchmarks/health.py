@@ -75,13 +75,7 @@ def measure(port: int, pid: int, seconds: float, depth: int) -> dict[str, float]
         requests += depth
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     sock.close()
-    return {
-        "depth": depth,
-        "requests": requests,
-        "per_wall_second": requests / wall,
-        "per_core_second": requests / cpu if cpu else float("inf"),
-        "server_cpu_share": cpu / wall,
-    }
+    return {"depth": depth, **rates(requests, wall, cpu)}
 
 
 def measure_concurrent(port: int, pid: int, seconds: float, connections: int) -> dict[str, float]:
@@ -116,8 +110,12 @@ def measure_concurrent(port: int, pid: int, seconds: float, connections: int) ->
     wall, cpu = time.perf_counter() - t0, cpu_seconds(pid) - cpu0
     for sock in socks:
         sock.close()
+    return {"connections": connections, **rates(requests, wall, cpu)}
+
+
+def rates(requests: int, wall: float, cpu: float) -> dict[str, float]:
+    """Requests per wall-clock second and per second of the server's CPU time."""
     return {
-        "connections": connections,
         "requests": requests,
         "per_wall_second": requests / wall,
         "per_core_second": requests / cpu if cpu else float("inf"),
